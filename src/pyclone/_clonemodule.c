@@ -1,0 +1,370 @@
+/* _clonemodule.c - pyclone._clone, the C core of pyclone.
+ *
+ * An implementation detail: the public API, argument checking, flag rules
+ * and error messages live in the Python package.  Each entry point here
+ * parses, makes its system calls and builds a result; on failure it raises
+ * OSError from errno, naming the call (see raise_errno).
+ *
+ * Entry points:
+ *   clone_fork(target, flags, exit_signal, method, unshare_flags) -> pid
+ *   clone_borrowed(target, flags, exit_signal, carve_min, map_size) -> pid
+ *   wait_pid(pid, options) -> (pid, status)
+ *   process_single_threaded() -> bool
+ *   stack_room() -> int
+ */
+#define _GNU_SOURCE
+#include "compat.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gnu/libc-version.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "rawclone.h"
+#include "stack.h"
+#include "tstate.h"
+
+#define CLONE_CLEAR_SIGHAND_BIT 0x100000000ULL
+
+/* Sets OSError(err, "<strerror> (<call>)"), of the errno subclass the
+ * OSError constructor picks (PermissionError for EPERM, ...).  Returns NULL. */
+static PyObject *
+raise_errno(int err, const char *call)
+{
+    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "is", err,
+                                          strerror(err));
+    if (exc != NULL) {
+        PyObject *text = PyUnicode_FromFormat("%s (%s)", strerror(err), call);
+        if (text != NULL) {
+            (void)PyObject_SetAttrString(exc, "strerror", text);
+            Py_DECREF(text);
+        }
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+/* os.fork's refusals: no clone during finalisation or from a
+ * sub-interpreter (PyOS_AfterFork_Child and the thread-state lending both
+ * assume the main interpreter). */
+static int
+refuse_context(void)
+{
+    if (compat_is_finalizing()) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "pyclone: cannot clone while the interpreter is finalizing");
+        return -1;
+    }
+    if (PyThreadState_GetInterpreter(PyThreadState_Get()) != PyInterpreterState_Main()) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "pyclone: clone is only supported in the main interpreter");
+        return -1;
+    }
+    return 0;
+}
+
+/* read() that retries EINTR and short reads; returns bytes read (0 = EOF). */
+static ssize_t
+read_all(int fd, void *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, (char *)buf + got, len - got);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return got ? (ssize_t)got : n;
+        }
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+/* waitpid() for a child we must reap now (a setup failure, an
+ * intermediate); signals are left for the interpreter to run later. */
+static void
+reap_now(pid_t pid)
+{
+    int status;
+    while (waitpid(pid, &status, __WALL) < 0 && errno == EINTR) {
+    }
+}
+
+static const char *
+stage_call(int stage)
+{
+    switch (stage) {
+    case STAGE_UNSHARE: return "unshare (in the child)";
+    case STAGE_CLONE: return "clone (in the intermediate child)";
+    default: return "child setup";
+    }
+}
+
+/* ---- fork mode -------------------------------------------------------- */
+
+static PyObject *
+clone_fork(PyObject *module, PyObject *args)
+{
+    PyObject *target;
+    unsigned long long flags, unshare_flags;
+    int exit_signal, method;
+    if (!PyArg_ParseTuple(args, "OKiiK:clone_fork", &target, &flags,
+                          &exit_signal, &method, &unshare_flags)) {
+        return NULL;
+    }
+    if (refuse_context() < 0) {
+        return NULL;
+    }
+
+    int pipefd[2] = {-1, -1};
+    int needs_report = method == FORK_LIBC_INTERMEDIATE
+                       || (method == FORK_LIBC && unshare_flags != 0);
+    if (needs_report && pipe2(pipefd, O_CLOEXEC) != 0) {
+        return raise_errno(errno, "pipe2");
+    }
+
+    struct clone_request req = {flags, exit_signal, -1, NULL, 0, NULL};
+    sigset_t all, old;
+    sigfillset(&all);
+    struct fork_child_plan plan = {method, unshare_flags, 0, pipefd[1], &old, target};
+    int used_clone3 = 0;
+
+    /* os.fork's order: PyOS_BeforeFork last, nothing that can fail after
+     * it; every signal blocked across the clone so that no handler runs in
+     * the child before PyOS_AfterFork_Child (glibc's _Fork does the same). */
+    PyOS_BeforeFork();
+    (void)pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t pid = method == FORK_RAW ? rawclone_fork_like(&req, &used_clone3) : fork();
+    int saved_errno = errno;
+    if (pid == 0) {
+        /* fork() and the legacy clone cannot carry CLONE_CLEAR_SIGHAND. */
+        plan.clear_sighand = (flags & CLONE_CLEAR_SIGHAND_BIT) && !used_clone3;
+        child_after_fork(&plan);
+    }
+    (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+    PyOS_AfterFork_Parent();
+
+    if (pipefd[1] >= 0) {
+        (void)close(pipefd[1]);
+    }
+    if (pid < 0) {
+        if (pipefd[0] >= 0) {
+            (void)close(pipefd[0]);
+        }
+        return raise_errno(saved_errno, method == FORK_RAW ? "clone" : "fork");
+    }
+    if (pipefd[0] >= 0) {
+        struct child_report rep = {STAGE_OK, 0, 0};
+        ssize_t n;
+        Py_BEGIN_ALLOW_THREADS
+        n = read_all(pipefd[0], &rep, sizeof rep);
+        if (method == FORK_LIBC_INTERMEDIATE || (n == (ssize_t)sizeof rep && rep.stage != STAGE_OK)) {
+            reap_now(pid);      /* the intermediate, or a child that failed setup */
+        }
+        Py_END_ALLOW_THREADS
+        (void)close(pipefd[0]);
+        if (n == (ssize_t)sizeof rep && rep.stage != STAGE_OK) {
+            return raise_errno(rep.err, stage_call(rep.stage));
+        }
+        if (method == FORK_LIBC_INTERMEDIATE) {
+            if (n != (ssize_t)sizeof rep) {
+                PyErr_SetString(PyExc_ChildProcessError,
+                                "pyclone: the intermediate child died before reporting");
+                return NULL;
+            }
+            pid = rep.pid;
+        }
+    }
+    return PyLong_FromLong((long)pid);
+}
+
+/* ---- borrowed mode ---------------------------------------------------- */
+
+static PyObject *
+clone_borrowed(PyObject *module, PyObject *args)
+{
+#if PYCLONE_HAVE_VM_MODES
+    PyObject *target;
+    unsigned long long flags;
+    int exit_signal;
+    Py_ssize_t carve_min, map_size;
+    if (!PyArg_ParseTuple(args, "OKinn:clone_borrowed", &target, &flags,
+                          &exit_signal, &carve_min, &map_size)) {
+        return NULL;
+    }
+    if (refuse_context() < 0) {
+        return NULL;
+    }
+
+    struct borrowed_plan plan;
+    plan.target = target;
+    plan.clear_sighand = (flags & CLONE_CLEAR_SIGHAND_BIT) != 0;
+    plan.tstate = PyThreadState_New(PyThreadState_GetInterpreter(PyThreadState_Get()));
+    if (plan.tstate == NULL) {
+        return PyErr_NoMemory();
+    }
+    struct child_stack st;
+    if (stack_acquire(&st, (size_t)carve_min, (size_t)map_size) != 0) {
+        int err = errno;
+        PyThreadState_Clear(plan.tstate);
+        PyThreadState_Delete(plan.tstate);
+        return raise_errno(err, "mmap (child stack)");
+    }
+
+    /* The legacy clone keeps 32 flag bits and the exit signal in one int. */
+    int word = (int)(unsigned int)((flags & 0xffffff00ULL) | (unsigned)exit_signal);
+    sigset_t all;
+    sigfillset(&all);
+    /* Release the GIL so other threads run while this one is suspended;
+     * block every signal so none is handled on the child's borrowed TLS
+     * before its thread state is attached (the child restores the mask). */
+    PyThreadState *parent = PyEval_SaveThread();
+    (void)pthread_sigmask(SIG_SETMASK, &all, &plan.mask);
+    pid_t pid = clone(child_borrowed_main, st.top, word, &plan);
+    int saved_errno = errno;
+    /* Read before this thread reuses the stack the child ran on. */
+    void *child_frame = tstate_child_top_frame(plan.tstate);
+    (void)pthread_sigmask(SIG_SETMASK, &plan.mask, NULL);
+    tstate_settle_borrowed(parent, plan.tstate, child_frame);
+    stack_release(&st);
+    if (pid < 0) {
+        return raise_errno(saved_errno, "clone");
+    }
+    return PyLong_FromLong((long)pid);
+#else
+    PyErr_SetString(PyExc_NotImplementedError,
+                    "pyclone: CLONE_VM children are not supported on free-threaded builds");
+    return NULL;
+#endif
+}
+
+/* ---- waiting ---------------------------------------------------------- */
+
+static PyObject *
+wait_pid(PyObject *module, PyObject *args)
+{
+    int pid;
+    unsigned int options;
+    if (!PyArg_ParseTuple(args, "iI:wait_pid", &pid, &options)) {
+        return NULL;
+    }
+    int status = 0;
+    pid_t r;
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        r = waitpid(pid, &status, (int)options);
+        Py_END_ALLOW_THREADS
+        if (r >= 0 || errno != EINTR) {
+            break;
+        }
+        if (PyErr_CheckSignals() < 0) {     /* PEP 475 */
+            return NULL;
+        }
+    }
+    if (r < 0) {
+        return raise_errno(errno, "waitpid");
+    }
+    return Py_BuildValue("ii", (int)r, status);
+}
+
+/* ---- introspection ---------------------------------------------------- */
+
+static PyObject *
+process_single_threaded(PyObject *module, PyObject *unused)
+{
+    /* glibc >= 2.32 keeps this 1 until the first thread is created (and
+     * never sets it back): "true" is certain, "false" means "look". */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 32)
+    extern char __libc_single_threaded;
+    return PyBool_FromLong(__libc_single_threaded != 0);
+#else
+    Py_RETURN_FALSE;
+#endif
+}
+
+static PyObject *
+stack_room(PyObject *module, PyObject *unused)
+{
+    return PyLong_FromSize_t(stack_room_below_sp(0));
+}
+
+static PyObject *
+tid_fix_available(PyObject *module, PyObject *unused)
+{
+    return PyBool_FromLong(rawclone_tid_slot() != NULL);
+}
+
+static PyMethodDef clone_methods[] = {
+    {"clone_fork", clone_fork, METH_VARARGS,
+     "clone_fork(target, flags, exit_signal, method, unshare_flags) -> pid\n"
+     "Fork-mode clone; the child calls target() and exits with its result."},
+    {"clone_borrowed", clone_borrowed, METH_VARARGS,
+     "clone_borrowed(target, flags, exit_signal, carve_min, map_size) -> pid\n"
+     "CLONE_VM|CLONE_VFORK clone; returns once the child exited or exec'd."},
+    {"wait_pid", wait_pid, METH_VARARGS,
+     "wait_pid(pid, options) -> (pid, status); options may hold __WALL/__WCLONE."},
+    {"process_single_threaded", process_single_threaded, METH_NOARGS,
+     "True if glibc knows this process never created a thread."},
+    {"stack_room", stack_room, METH_NOARGS,
+     "Bytes left below the stack pointer on the calling thread's stack."},
+    {"tid_fix_available", tid_fix_available, METH_NOARGS,
+     "True if raw clones can set the child's TID in its thread descriptor."},
+    {NULL, NULL, 0, NULL},
+};
+
+static int
+clone_exec(PyObject *module)
+{
+    int major = 0, minor = 0;
+    if (sscanf(gnu_get_libc_version(), "%d.%d", &major, &minor) != 2
+        || major < 2 || (major == 2 && minor < 25)) {
+        PyErr_Format(PyExc_ImportError,
+                     "pyclone needs glibc 2.25 or newer (this is %s): older "
+                     "versions cache the pid, so clone children see their "
+                     "parent's pid", gnu_get_libc_version());
+        return -1;
+    }
+    tstate_init();
+    (void)rawclone_tid_slot();  /* resolve now, not in a child */
+    if (PyModule_AddIntConstant(module, "FORK_RAW", FORK_RAW) < 0
+        || PyModule_AddIntConstant(module, "FORK_LIBC", FORK_LIBC) < 0
+        || PyModule_AddIntConstant(module, "FORK_LIBC_INTERMEDIATE", FORK_LIBC_INTERMEDIATE) < 0
+        || PyModule_AddIntConstant(module, "PAGE_SIZE", getpagesize()) < 0
+        || PyModule_AddIntConstant(module, "HAVE_VM_MODES", PYCLONE_HAVE_VM_MODES) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static PyModuleDef_Slot clone_slots[] = {
+    {Py_mod_exec, clone_exec},
+#if PY_VERSION_HEX >= 0x030C0000
+    /* Importable anywhere; clones are refused outside the main interpreter. */
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef clone_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "pyclone._clone",
+    .m_doc = "C core of pyclone (an implementation detail; use the pyclone package).",
+    .m_size = 0,
+    .m_methods = clone_methods,
+    .m_slots = clone_slots,
+};
+
+PyMODINIT_FUNC
+PyInit__clone(void)
+{
+    return PyModuleDef_Init(&clone_module);
+}

@@ -1,0 +1,151 @@
+"""clone() and waitpid(): the classic calls."""
+import functools
+import signal
+import sys
+import warnings
+
+from . import _clone, _child, _errors, _rules
+from .flags import WALL, CloneFlags as F
+
+#: Namespaces a child of glibc's fork() can enter itself with unshare().
+_UNSHAREABLE = (F.CLONE_NEWNS | F.CLONE_NEWUTS | F.CLONE_NEWIPC | F.CLONE_NEWNET
+                | F.CLONE_NEWCGROUP | F.CLONE_NEWUSER)
+#: Namespaces that apply only to children made after unshare().
+_FOR_CHILDREN = F.CLONE_NEWPID | F.CLONE_NEWTIME
+
+
+def thread_count():
+    """OS threads in this process (field 20 of /proc/self/stat, as os.fork)."""
+    if _clone.process_single_threaded():
+        return 1
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rindex(b")") + 2:].split()[17])
+    except (OSError, ValueError, IndexError):
+        return 0          # unknown
+
+
+def fork_method(bits, exit_signal):
+    """How to make a fork-mode child as safely as os.fork().
+
+    glibc's fork() takes the malloc, stdio and loader locks around the system
+    call and runs pthread_atfork handlers; a raw clone skips all of it, and in
+    a process with other threads its children can hang in malloc.  So: fork()
+    wherever the request can be expressed as fork() plus steps the child
+    takes itself; a raw clone when the process is single-threaded (nothing
+    to skip) or when only the raw call can express the request (then warn).
+    """
+    rest = bits & ~F.CLONE_CLEAR_SIGHAND          # emulated after fork()
+    plain = exit_signal == signal.SIGCHLD
+    if plain and not rest & ~_UNSHAREABLE:
+        return _clone.FORK_LIBC, rest
+    if thread_count() == 1:
+        return _clone.FORK_RAW, 0
+    if plain and not rest & ~(_UNSHAREABLE | _FOR_CHILDREN):
+        return _clone.FORK_LIBC_INTERMEDIATE, rest
+    return None, 0
+
+
+def _warn_threads(method, stacklevel):
+    if method is None:
+        warnings.warn(
+            f"this process has {thread_count()} threads and clone() with these flags "
+            "needs a raw clone, which skips glibc's fork-time lock handling: the "
+            "child may deadlock in malloc or stdio. Drop the flags that need it "
+            "(CLONE_FILES, CLONE_FS, CLONE_SYSVSEM, CLONE_PARENT, CLONE_VFORK, "
+            "an exit signal other than SIGCHLD...) or clone before starting threads.",
+            RuntimeWarning, stacklevel=stacklevel + 1)
+
+
+def start(mode, bits, exit_signal, stack_size, target, stacklevel=2):
+    """Runs an already checked and audited request; returns the child's pid."""
+    _child.flush_std_streams()        # never duplicate buffered output
+    try:
+        if mode == "fork":
+            method, unshare = fork_method(bits, exit_signal)
+            _warn_threads(method, stacklevel + 1)
+            pid = _clone.clone_fork(target, bits, exit_signal,
+                                    _clone.FORK_RAW if method is None else method,
+                                    unshare)
+            if method == _clone.FORK_LIBC and sys.version_info >= (3, 12):
+                n = thread_count()
+                if n > 1:     # what os.fork() says in the same situation
+                    warnings.warn(
+                        f"This process (pid={_getpid()}) is multi-threaded, use of "
+                        "clone() may lead to deadlocks in the child.",
+                        DeprecationWarning, stacklevel=stacklevel + 1)
+            return pid
+        if mode == "borrowed":
+            if bits & F.CLONE_THREAD:
+                raise NotImplementedError(
+                    "CLONE_THREAD children come with thread mode, which is not "
+                    "implemented yet")
+            carve_min = stack_size or _rules.CARVE_MIN_DEFAULT
+            map_size = stack_size or _rules.DEFAULT_STACK_SIZE
+            return _clone.clone_borrowed(target, bits, exit_signal, carve_min, map_size)
+        raise NotImplementedError(
+            "thread mode (CLONE_VM without CLONE_VFORK: a child running concurrently "
+            "in the parent's address space) is not implemented yet; add CLONE_VFORK "
+            "for borrowed mode, or leave out CLONE_VM for fork mode")
+    except OSError as exc:
+        new = _errors.translate(exc, bits)
+        if new is exc:
+            raise
+        raise new from exc
+
+
+def _getpid():
+    import os
+    return os.getpid()
+
+
+def clone(fn, flags=signal.SIGCHLD, stack_size=None, *, args=(), kwargs=None):
+    """Run ``fn(*args, **kwargs)`` in a new task made by clone(2); return its pid.
+
+    ``flags`` holds ``CLONE_*`` bits ORed with the exit signal in the low
+    byte, as in C.  The mode follows from the flags (DESIGN.md):
+
+    * no ``CLONE_VM`` - **fork mode**: the child runs in a copy of the
+      interpreter, like ``os.fork()`` (``os.register_at_fork`` hooks run).
+    * ``CLONE_VM | CLONE_VFORK`` - **borrowed mode**: the child shares every
+      Python object; the calling thread is suspended until the child exits or
+      execs, other Python threads keep running.
+    * ``CLONE_VM`` alone - thread mode (not implemented yet).
+
+    The child's exit status: an int 0..255 returned by ``fn``; 0 for None or
+    any other value; ``SystemExit`` as ``sys.exit``; 1 with the traceback on
+    stderr for any other exception.  Reap the child with
+    :func:`pyclone.waitpid` (or ``os.waitpid`` if its exit signal is SIGCHLD).
+
+    Caveats: ``stack_size`` (default 8 MiB, at least MIN_STACK_SIZE) is a
+    lower bound in borrowed mode, where the child runs on the free part of
+    the caller's stack when it is large enough; in fork mode the child runs
+    on its copy of the caller's stack, like os.fork.  No ``os.set*id`` in a
+    CLONE_VM child (glibc would apply it to the parent's threads): use fork
+    mode.  A fork-mode clone that only a raw clone can express warns in a
+    process with other threads (see the README).
+    """
+    _rules.check_callable(fn)
+    bits, exit_signal = _rules.split_legacy_flags(flags)
+    _rules.check_legacy_exit_signal(exit_signal)
+    _rules.check_flag_bits(bits, "clone")
+    size = _rules.check_stack_size(stack_size)
+    args, kwargs = _rules.check_call_args(args, kwargs)
+    mode = _rules.mode_of(bits)
+    sys.audit("pyclone.clone", int(flags), mode)
+    target = functools.partial(_child.child_main, fn, args, kwargs)
+    return start(mode, bits, exit_signal, size, target)
+
+
+def waitpid(pid=-1, options=WALL):
+    """``os.waitpid`` for clone children: ``(pid, status)``, same encoding.
+
+    Defaults to ``WALL`` so that children with any exit signal are found, and
+    accepts ``WCLONE`` (0x80000000), which overflows ``os.waitpid``.
+    """
+    pid = _rules.check_int(pid, "pid")
+    options = _rules.check_int(options, "options")
+    if not 0 <= options < 1 << 32:
+        raise ValueError(f"options {options:#x} is not a valid set of wait flags")
+    return _clone.wait_pid(pid, options)

@@ -1,0 +1,153 @@
+"""Argument checking for clone(): every refusal happens here, before any
+system call, with a message that says what to do instead."""
+import operator
+import os
+import signal
+
+from .flags import CSIGNAL, MANAGED_FLAGS, CloneFlags, flag_names
+
+F = CloneFlags
+
+#: Default size of a child's stack (lazily committed: costs what it touches).
+DEFAULT_STACK_SIZE = 8 * 1024 * 1024
+#: Smallest stack_size accepted: Linus' clone example uses 16 KiB.  In
+#: borrowed mode the child runs on the free part of the caller's own stack
+#: whenever that holds stack_size bytes, so a small request still gets room.
+MIN_STACK_SIZE = 16 * 1024
+#: Largest stack_size accepted (anything above is a mistake, not a stack).
+MAX_STACK_SIZE = 1 << 34
+#: In borrowed mode with the default size, carve from the caller's stack
+#: when at least this much of it is free; otherwise map DEFAULT_STACK_SIZE.
+CARVE_MIN_DEFAULT = 1024 * 1024
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_KNOWN = 0
+for _m in F:
+    _KNOWN |= _m.value
+_MAX_SIGNAL = 64          # SIGRTMAX on Linux; the legacy call accepts up to 255
+
+#: (bad combination, rule) pairs the kernel answers with EINVAL (clone(2)).
+_KERNEL_RULES = (
+    (lambda b: b & F.CLONE_SIGHAND and not b & F.CLONE_VM,
+     "CLONE_SIGHAND requires CLONE_VM: a shared handler table would point at "
+     "handlers in another address space. Add CLONE_VM or drop CLONE_SIGHAND."),
+    (lambda b: b & F.CLONE_THREAD and not b & F.CLONE_SIGHAND,
+     "CLONE_THREAD requires CLONE_SIGHAND (and so CLONE_VM): the threads of a "
+     "group share their signal handlers."),
+    (lambda b: b & F.CLONE_NEWNS and b & F.CLONE_FS,
+     "CLONE_NEWNS cannot be combined with CLONE_FS: a task in a new mount "
+     "namespace cannot share root and cwd with one outside it."),
+    (lambda b: b & F.CLONE_NEWUSER and b & F.CLONE_FS,
+     "CLONE_NEWUSER cannot be combined with CLONE_FS: filesystem information "
+     "cannot be shared across user namespaces."),
+    (lambda b: b & (F.CLONE_NEWUSER | F.CLONE_NEWPID) and b & F.CLONE_THREAD,
+     "CLONE_NEWUSER and CLONE_NEWPID cannot be combined with CLONE_THREAD: a "
+     "thread group lives in one user and one PID namespace."),
+    (lambda b: b & F.CLONE_NEWIPC and b & F.CLONE_SYSVSEM,
+     "CLONE_NEWIPC cannot be combined with CLONE_SYSVSEM: semaphore undo lists "
+     "cannot be shared across IPC namespaces."),
+    (lambda b: b & F.CLONE_CLEAR_SIGHAND and b & F.CLONE_SIGHAND,
+     "CLONE_CLEAR_SIGHAND cannot be combined with CLONE_SIGHAND: a shared "
+     "handler table cannot be reset for the child alone."),
+    (lambda b: b & F.CLONE_PIDFD and b & F.CLONE_THREAD,
+     "CLONE_PIDFD cannot be combined with CLONE_THREAD: pidfds refer to "
+     "thread-group leaders."),
+)
+
+
+def mode_of(bits):
+    """The execution mode the flags select (DESIGN.md): fork, borrowed, thread."""
+    if not bits & F.CLONE_VM:
+        return "fork"
+    if bits & F.CLONE_VFORK:
+        return "borrowed"
+    return "thread"
+
+
+def check_callable(fn):
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, not {type(fn).__name__!r}")
+
+
+def check_int(value, what):
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be an int, not {type(value).__name__!r}") from None
+
+
+def check_call_args(args, kwargs):
+    try:
+        args = tuple(args)
+    except TypeError:
+        raise TypeError(f"args must be a sequence, not {type(args).__name__!r}") from None
+    if kwargs is None:
+        kwargs = {}
+    elif not hasattr(kwargs, "keys"):
+        raise TypeError(f"kwargs must be a mapping, not {type(kwargs).__name__!r}")
+    return args, dict(kwargs)
+
+
+def check_legacy_exit_signal(exit_signal):
+    """The low byte of clone()'s flags."""
+    if exit_signal & F.CLONE_NEWTIME:
+        raise ValueError(
+            "flags has bit 0x80 set in its exit-signal byte: that is CLONE_NEWTIME, "
+            "which the legacy clone() cannot express (0x80 is part of the signal "
+            "number there); use pyclone.clone3(fn, CLONE_NEWTIME, ...)")
+    if exit_signal > _MAX_SIGNAL:
+        raise ValueError(
+            f"exit signal {exit_signal} (low byte of flags) is not a signal: "
+            f"it must be 0..{_MAX_SIGNAL}")
+
+
+def check_flag_bits(bits, api):
+    """Unknown, managed and kernel-refused bits (signal byte already removed)."""
+    if bits < 0:
+        raise ValueError(f"flags must not be negative, got {bits:#x}")
+    unknown = bits & ~_KNOWN
+    if unknown:
+        raise ValueError(f"unknown clone flag bits {unknown:#x}; see pyclone.CloneFlags")
+    managed = bits & MANAGED_FLAGS
+    if managed:
+        raise ValueError(
+            f"{flag_names(managed)} ({managed:#x}) are managed by pyclone, which sets "
+            "them itself when a mode needs them; remove them from flags")
+    if api == "clone":
+        if bits & F.CLONE_PIDFD:
+            raise ValueError("CLONE_PIDFD is not accepted by clone(): use "
+                             "pyclone.clone3(fn, pidfd=True), which returns the pidfd")
+        if bits & F.CLONE_INTO_CGROUP:
+            raise ValueError("CLONE_INTO_CGROUP needs a cgroup directory: use "
+                             "pyclone.clone3(fn, cgroup=PATH_OR_FD)")
+    for broken, rule in _KERNEL_RULES:
+        if broken(bits):
+            raise ValueError(rule)
+    if bits & F.CLONE_PARENT and os.getpid() == 1:
+        raise ValueError("CLONE_PARENT is refused by the kernel in an init process "
+                         "(pid 1 of its namespace): its children would have no reaper")
+
+
+def check_stack_size(stack_size):
+    """None, or a positive int >= MIN_STACK_SIZE; returned rounded up to pages."""
+    if stack_size is None:
+        return None
+    size = check_int(stack_size, "stack_size")
+    if size < MIN_STACK_SIZE:
+        raise ValueError(f"stack_size {size} is below MIN_STACK_SIZE ({MIN_STACK_SIZE}); "
+                         "pass None for the default of 8 MiB")
+    if size > MAX_STACK_SIZE:
+        raise ValueError(f"stack_size {size} is absurdly large (limit {MAX_STACK_SIZE})")
+    return -(-size // _PAGE) * _PAGE
+
+
+def split_legacy_flags(flags):
+    """clone()'s flags word -> (flag bits, exit signal)."""
+    flags = check_int(flags, "flags")
+    if flags < 0:
+        raise ValueError(f"flags must not be negative, got {flags:#x}")
+    return flags & ~CSIGNAL, flags & CSIGNAL
+
+
+def valid_signal_number(sig):
+    return sig == 0 or sig in signal.valid_signals()

@@ -1,0 +1,162 @@
+/* child.c - code that runs in the child of a clone.
+ *
+ * Rules, by mode (every function here is named child_* and kept out of line
+ * so that a backtrace shows at once that the child was running):
+ *
+ * Fork mode (no CLONE_VM), until PyOS_AfterFork_Child() has run: only
+ * async-signal-safe calls.  After a raw clone in a process that had other
+ * threads, locks those threads held (malloc arenas, stdio) stay locked in the
+ * child, so the same rule is what keeps us out of them.  No allocation, no
+ * Python.  Failures are reported as (stage, errno) through a close-on-exec
+ * pipe, then the child leaves with _exit().
+ *
+ * Borrowed mode (CLONE_VM|CLONE_VFORK): the child runs on the suspended
+ * parent thread's TLS (errno, malloc's thread cache, CPython's current
+ * thread state) and on a stack carved below the parent's stack pointer.  The
+ * parent is stopped by the kernel, so nothing else touches that TLS; the
+ * parent blocked every signal before the clone, so no handler can run on the
+ * child before its own thread state is attached.  It must never return into
+ * the parent's frames: it leaves with _exit(), which under CLONE_VM without
+ * CLONE_THREAD ends only this child (its own thread group).  No os.set*id:
+ * glibc broadcasts those to the parent's threads (documented in the README).
+ */
+#define _GNU_SOURCE
+#include "child.h"
+#include "tstate.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "rawclone.h"
+
+/* One failure path: report (stage, errno) to the parent and leave.  write()
+ * and _exit() are async-signal-safe; the record is smaller than PIPE_BUF, so
+ * the write is atomic. */
+static PYCLONE_NORETURN void PYCLONE_NOINLINE
+child_fail(int fd, int stage, int err)
+{
+    struct child_report rep = {stage, err, 0};
+    if (fd >= 0) {
+        ssize_t unused = write(fd, &rep, sizeof rep);
+        (void)unused;
+    }
+    _exit(127);
+}
+
+/* CLONE_CLEAR_SIGHAND by hand, for children that fork() or the legacy clone
+ * made: handled signals go back to SIG_DFL, ignored ones stay ignored (the
+ * kernel's rule).  sigaction() is async-signal-safe; signals are blocked. */
+static void PYCLONE_NOINLINE
+child_reset_handlers(void)
+{
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction sa;
+        if (sigaction(sig, NULL, &sa) != 0) {
+            continue;           /* SIGKILL/SIGSTOP or glibc-internal */
+        }
+        if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN) {
+            continue;
+        }
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = SIG_DFL;
+        (void)sigaction(sig, &sa, NULL);
+    }
+}
+
+int PYCLONE_NOINLINE
+child_call_target(PyObject *target)
+{
+    /* The target is pyclone's own wrapper: it catches everything, decodes
+     * SystemExit itself (PyErr_Print would call exit() and finalise an
+     * interpreter the child may share), flushes stdio and returns 0..255. */
+    PyObject *res = PyObject_CallObject(target, NULL);
+    if (res == NULL) {
+        /* Only an exception raised outside the wrapper's try (a signal at
+         * the wrong moment) gets here.  WriteUnraisable never exits. */
+        PyErr_WriteUnraisable(target);
+        return 1;
+    }
+    long code = PyLong_Check(res) ? PyLong_AsLong(res) : 0;
+    Py_DECREF(res);
+    if (code == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        code = 1;
+    }
+    return (int)(code & 0xff);
+}
+
+/* Leaves the child holding whatever it holds: fork mode owns a private
+ * interpreter, borrowed mode hands its thread state and the GIL to the
+ * parent (tstate.c).  No atexit handlers, no finalisation. */
+static PYCLONE_NORETURN void PYCLONE_NOINLINE
+child_exit(int code)
+{
+    _exit(code);
+}
+
+PYCLONE_NORETURN void PYCLONE_NOINLINE
+child_after_fork(const struct fork_child_plan *plan)
+{
+    int fd = plan->report_fd;
+
+    if (plan->method != FORK_RAW && plan->unshare_flags != 0) {
+        /* The child of glibc's fork() is single-threaded, as unshare()
+         * requires for CLONE_NEWUSER. */
+        if (unshare((int)plan->unshare_flags) != 0) {
+            child_fail(fd, STAGE_UNSHARE, errno);
+        }
+    }
+    if (plan->method == FORK_LIBC_INTERMEDIATE) {
+        /* A new PID (or time) namespace takes effect for children made
+         * after unshare(), so this process makes the real child and leaves.
+         * We are single-threaded, so a raw clone is safe here; CLONE_PARENT
+         * makes the child the caller's, and with it the kernel reuses our
+         * exit signal (SIGCHLD).  clone3 refuses an exit signal with
+         * CLONE_PARENT, hence 0. */
+        struct clone_request req = {CLONE_PARENT, 0, -1, NULL, 0, NULL};
+        int used_clone3;
+        pid_t pid = rawclone_fork_like(&req, &used_clone3);
+        if (pid < 0) {
+            child_fail(fd, STAGE_CLONE, errno);
+        }
+        if (pid > 0) {
+            struct child_report rep = {STAGE_OK, 0, (int32_t)pid};
+            ssize_t unused = write(fd, &rep, sizeof rep);
+            (void)unused;
+            _exit(0);
+        }
+        /* The real child goes on. */
+    }
+    if (fd >= 0) {
+        (void)close(fd);        /* EOF tells the parent setup succeeded */
+    }
+    if (plan->clear_sighand) {
+        child_reset_handlers();
+    }
+
+    /* From here on this is a process of its own with one thread: make the
+     * interpreter consistent before any bytecode runs (os.fork's order). */
+    PyOS_AfterFork_Child();
+    (void)pthread_sigmask(SIG_SETMASK, plan->mask, NULL);
+    child_exit(child_call_target(plan->target));
+}
+
+int PYCLONE_NOINLINE
+child_borrowed_main(void *arg)
+{
+    struct borrowed_plan *plan = arg;
+
+    if (plan->clear_sighand) {
+        child_reset_handlers();
+    }
+    (void)pthread_sigmask(SIG_SETMASK, &plan->mask, NULL);
+    /* Our own thread state: the parent's frames stay untouched on its own.
+     * This waits for the GIL like any thread (the parent released it). */
+    PyEval_RestoreThread(plan->tstate);
+    tstate_bind_gilstate(plan->tstate);
+    child_exit(child_call_target(plan->target));
+}

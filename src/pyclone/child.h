@@ -1,0 +1,56 @@
+/* child.h - everything that runs in a clone child between the system call
+ * and the Python callable, and the way the child leaves.  See child.c for
+ * the rules each mode imposes. */
+#ifndef PYCLONE_CHILD_H
+#define PYCLONE_CHILD_H
+
+#include "compat.h"
+#include <signal.h>
+#include <stdint.h>
+
+/* Setup stages reported through the error pipe (fork mode). */
+enum child_stage {
+    STAGE_OK = 0,
+    STAGE_UNSHARE = 1,      /* unshare() of the requested namespaces */
+    STAGE_CLONE = 2,        /* the intermediate's clone of the real child */
+};
+
+/* The record a fork-mode child (or intermediate) writes to the error pipe. */
+struct child_report {
+    int32_t stage;
+    int32_t err;            /* errno of the failing call */
+    int32_t pid;            /* the real child's pid, from an intermediate */
+};
+
+/* How a fork-mode child was made, which says what it must still do. */
+enum fork_method {
+    FORK_RAW = 0,           /* raw clone/clone3: every flag applied by the kernel */
+    FORK_LIBC = 1,          /* glibc fork(), then unshare() of namespace flags */
+    FORK_LIBC_INTERMEDIATE = 2, /* glibc fork(); unshare(); clone(CLONE_PARENT) */
+};
+
+struct fork_child_plan {
+    int method;
+    uint64_t unshare_flags; /* FORK_LIBC*: namespaces the child enters itself */
+    int clear_sighand;      /* emulate CLONE_CLEAR_SIGHAND (fork() cannot carry it) */
+    int report_fd;          /* write end of the close-on-exec error pipe, or -1 */
+    const sigset_t *mask;   /* the caller's signal mask, restored before Python */
+    PyObject *target;       /* zero-argument callable returning the exit status */
+};
+
+/* Fork mode: runs in the child right after fork()/clone() returned 0. */
+PYCLONE_NORETURN void child_after_fork(const struct fork_child_plan *plan);
+
+/* Borrowed mode: the child's entry point for glibc clone(). */
+struct borrowed_plan {
+    PyObject *target;
+    PyThreadState *tstate;  /* created by the parent for the child */
+    sigset_t mask;          /* the caller's mask */
+    int clear_sighand;
+};
+int child_borrowed_main(void *arg);
+
+/* Calls the target with the GIL held and returns the exit status 0..255. */
+int child_call_target(PyObject *target);
+
+#endif
