@@ -10,7 +10,7 @@
  *   clone_borrowed(target, flags, exit_signal, carve_min, map_size) -> pid
  *   wait_pid(pid, options) -> (pid, status)
  *   process_single_threaded() -> bool
- *   stack_room() -> int
+ *   stack_room() -> int, stack_pointer() -> int
  */
 #define _GNU_SOURCE
 #include "compat.h"
@@ -298,6 +298,13 @@ stack_room(PyObject *module, PyObject *unused)
 }
 
 static PyObject *
+stack_pointer(PyObject *module, PyObject *unused)
+{
+    char here;
+    return PyLong_FromVoidPtr(&here);
+}
+
+static PyObject *
 tid_fix_available(PyObject *module, PyObject *unused)
 {
     return PyBool_FromLong(rawclone_tid_slot() != NULL);
@@ -316,6 +323,8 @@ static PyMethodDef clone_methods[] = {
      "True if glibc knows this process never created a thread."},
     {"stack_room", stack_room, METH_NOARGS,
      "Bytes left below the stack pointer on the calling thread's stack."},
+    {"stack_pointer", stack_pointer, METH_NOARGS,
+     "An address on the calling task's C stack (where a child runs)."},
     {"tid_fix_available", tid_fix_available, METH_NOARGS,
      "True if raw clones can set the child's TID in its thread descriptor."},
     {NULL, NULL, 0, NULL},

@@ -75,7 +75,12 @@ rawclone_fork_like(const struct clone_request *req, int *used_clone3)
     struct kernel_clone_args ka;
     memset(&ka, 0, sizeof ka);
     ka.flags = flags;
-    ka.exit_signal = (uint64_t)req->exit_signal;
+    /* Under CLONE_PARENT (or CLONE_THREAD) the kernel gives the child the
+     * caller's own exit signal and clone3 refuses any other; the legacy call
+     * ignores the byte silently. */
+    if (!(flags & (CLONE_PARENT | CLONE_THREAD))) {
+        ka.exit_signal = (uint64_t)req->exit_signal;
+    }
     ka.child_tid = (uint64_t)(uintptr_t)tid_slot;
     ka.pidfd = (uint64_t)(uintptr_t)req->pidfd_out;
     size_t size = CLONE_ARGS_SIZE_VER0;

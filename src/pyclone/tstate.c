@@ -144,17 +144,17 @@ void
 tstate_settle_borrowed(PyThreadState *parent, PyThreadState *child,
                        void *child_top_frame)
 {
-    PyThreadState *cur = compat_current_tstate();
-    if (cur == child) {
+    /* Only the child's thread state being current means the child died
+     * holding the GIL.  NULL, or (before 3.12, where "current" is a process
+     * global, not per thread) another thread's state, means the GIL is free
+     * or someone else's: wait for it like any thread. */
+    if (compat_current_tstate() == child) {
         /* The child left holding the GIL: it is ours now.  (3.13's Swap
          * releases and re-acquires it, which is equally correct.) */
         PyThreadState_Swap(parent);
     }
-    else if (cur == NULL) {
-        PyEval_RestoreThread(parent);
-    }
     else {
-        Py_FatalError("pyclone: a borrowed child left a foreign thread state current");
+        PyEval_RestoreThread(parent);
     }
     tstate_bind_gilstate(parent);
     tstate_discard_child(child, child_top_frame);

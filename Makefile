@@ -1,0 +1,32 @@
+# make demo  - create .venv, build pyclone, run the demonstration
+# make test  - create .venv, build pyclone with its test extras, run the tests
+# make bench - create .venv, build pyclone, run the benchmark table
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench venv install install-test clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+venv: $(PY)
+
+install: $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check .
+
+install-test: $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check '.[test]'
+
+demo: install
+	$(PY) -m pyclone demo
+
+test: install-test
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(PY) -m pyclone bench
+
+clean:
+	rm -rf $(VENV) .venv-* build src/*.egg-info

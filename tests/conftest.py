@@ -1,0 +1,84 @@
+"""Shared fixtures: every test that starts a child reaps it, and a test
+that leaves a child, a zombie, an fd or a stack mapping behind fails."""
+import os
+import signal
+
+import pytest
+
+import pyclone
+
+
+def _children():
+    """Pids of this process's live children (all threads)."""
+    pids = set()
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                pids.update(int(p) for p in f.read().split())
+        except OSError:
+            pass
+    return pids
+
+
+def _fds():
+    return set(os.listdir("/proc/self/fd"))
+
+
+def _anon_rw_mappings():
+    """Count of private anonymous mappings: where a leaked child stack shows."""
+    with open("/proc/self/maps") as f:
+        return sum(1 for line in f if len(line.split()) == 5)
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers(request):
+    """Fails a test that leaves children, zombies or fds behind; cleans up."""
+    before_fds = _fds()
+    yield
+    leftover = _children()
+    zombies = []
+    for pid in leftover:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            pyclone.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+        zombies.append(pid)
+    assert not zombies, f"test left children behind (killed and reaped now): {zombies}"
+    leaked = _fds() - before_fds
+    # The fd of the listing itself is closed by now; allow only real fds.
+    leaked = {fd for fd in leaked if os.path.exists(f"/proc/self/fd/{fd}")}
+    assert not leaked, f"test leaked fds: {sorted(leaked)}"
+
+
+@pytest.fixture(scope="session")
+def stack_hog(tmp_path_factory):
+    """ctypes function that overflows the C stack (compiled from helpers/)."""
+    import ctypes
+    import subprocess
+    import sysconfig
+    src = os.path.join(os.path.dirname(__file__), "helpers", "stack_hog.c")
+    lib = tmp_path_factory.mktemp("hog") / "stack_hog.so"
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    subprocess.run([cc, "-O0", "-shared", "-fPIC", "-o", str(lib), src], check=True)
+    return ctypes.CDLL(str(lib)).stack_hog
+
+
+def reap(pid, options=pyclone.WALL):
+    """waitpid() that returns the exit code (negative for a signal)."""
+    got, status = pyclone.waitpid(pid, options)
+    assert got == pid
+    return os.waitstatus_to_exitcode(status)
+
+
+def is_root():
+    return os.geteuid() == 0
+
+
+needs_root = pytest.mark.skipif(not is_root(), reason="needs root (CAP_SYS_ADMIN) for namespaces")
+
+FORK = signal.SIGCHLD
+BORROWED = pyclone.CLONE_VM | pyclone.CLONE_VFORK | signal.SIGCHLD
