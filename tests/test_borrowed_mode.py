@@ -428,3 +428,23 @@ def test_large_stack_is_mapped_and_released():
 def test_seed_stack_sizes_work():
     for size in (16384, 65536):
         assert reap(P.clone(lambda: print("child thread", end="") or 0, BORROWED, size)) == 0
+
+
+class Token:
+    pass
+
+
+@pytest.mark.parametrize("depth", [0, 10])
+def test_locals_of_abandoned_frames_are_released(depth):
+    """Objects held only by the locals of frames a child never returned from
+    are freed once the child is gone (src/pyclone/frames.c)."""
+    import weakref
+    refs = []
+
+    def leaf():
+        token = Token()
+        refs.append(weakref.ref(token))
+        os._exit(0)
+    assert reap(P.clone(_nested, BORROWED, args=(depth, leaf))) == 0
+    gc.collect()
+    assert refs[0]() is None

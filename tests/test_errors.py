@@ -110,12 +110,12 @@ def test_kernel_rules_match_the_kernel():
     (checked with unshare-free raw clone(2) through ctypes would need a stack;
     instead: each rule's flags make the real clone fail with EINVAL when the
     Python check is bypassed)."""
-    from pyclone import _core, _rules
+    from pyclone import _child, _core
     for bits, _ in RULES:
         if bits & P.CLONE_VM:
             continue              # thread mode is not implemented yet
         with pytest.raises(OSError) as info:
-            _core.start("fork", bits, signal.SIGCHLD, None, noop)
+            _core.start("fork", bits, signal.SIGCHLD, None, _child.plan(noop, (), {}))
         assert info.value.errno == errno.EINVAL, (hex(bits), info.value)
 
 
@@ -274,14 +274,15 @@ def test_refused_during_finalization():
 
 def test_nothing_left_behind_after_errors():
     """Kernel-side failures (EINVAL here) leave no fd, mapping or child."""
-    from pyclone import _core
+    from pyclone import _child, _core
     fds, maps = _fds(), _anon_rw_mappings()
     for _ in range(50):
         with pytest.raises(OSError):
-            _core.start("fork", P.CLONE_NEWNS | P.CLONE_FS, signal.SIGCHLD, None, noop)
+            _core.start("fork", P.CLONE_NEWNS | P.CLONE_FS, signal.SIGCHLD, None,
+                        _child.plan(noop, (), {}))
         with pytest.raises(OSError):
             _core.start("borrowed", P.CLONE_VM | P.CLONE_VFORK | P.CLONE_NEWNS | P.CLONE_FS,
-                        signal.SIGCHLD, 1 << 24, noop)
+                        signal.SIGCHLD, 1 << 24, _child.plan(noop, (), {}))
     assert _fds() == fds
     assert _anon_rw_mappings() == maps
     with pytest.raises(ChildProcessError):

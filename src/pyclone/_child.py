@@ -28,13 +28,6 @@ def system_exit_status(exc):
     return 1
 
 
-def print_exception():
-    try:
-        traceback.print_exc()
-    except Exception:
-        pass
-
-
 def status_of_result(result):
     """As in C: an int 0..255 is the status; None or anything else is 0."""
     if isinstance(result, int) and 0 <= result <= 255:
@@ -42,14 +35,28 @@ def status_of_result(result):
     return 0
 
 
-def child_main(fn, args, kwargs):
-    """Called (by the C core) in the child; returns the exit status."""
-    try:
-        status = status_of_result(fn(*args, **kwargs))
-    except SystemExit as exc:
+def on_return(result):
+    """Called by the C core in the child when fn returned."""
+    flush_std_streams()
+    return status_of_result(result)
+
+
+def on_exception(exc):
+    """Called by the C core in the child when fn raised ``exc``."""
+    if isinstance(exc, SystemExit):
         status = system_exit_status(exc)
-    except BaseException:
-        print_exception()
+    else:
+        try:
+            traceback.print_exception(type(exc), exc, exc.__traceback__)
+        except Exception:
+            pass
         status = 1
     flush_std_streams()
     return status
+
+
+def plan(fn, args, kwargs):
+    """What the C core runs in the child: fn(*args, **kwargs) and the two
+    helpers that turn its outcome into an exit status.  The parent keeps
+    the tuple alive until the child is gone (the child borrows it)."""
+    return (fn, args, kwargs, on_return, on_exception)

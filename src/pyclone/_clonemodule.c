@@ -6,8 +6,8 @@
  * OSError from errno, naming the call (see raise_errno).
  *
  * Entry points:
- *   clone_fork(target, flags, exit_signal, method, unshare_flags) -> pid
- *   clone_borrowed(target, flags, exit_signal, carve_min, map_size) -> pid
+ *   clone_fork(plan, flags, exit_signal, method, unshare_flags) -> pid
+ *   clone_borrowed(plan, flags, exit_signal, carve_min, map_size) -> pid
  *   wait_pid(pid, options) -> (pid, status)
  *   process_single_threaded() -> bool
  *   stack_room() -> int, stack_pointer() -> int
@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "frames.h"
 #include "rawclone.h"
 #include "stack.h"
 #include "tstate.h"
@@ -66,6 +67,19 @@ refuse_context(void)
     if (PyThreadState_GetInterpreter(PyThreadState_Get()) != PyInterpreterState_Main()) {
         PyErr_SetString(PyExc_RuntimeError,
                         "pyclone: clone is only supported in the main interpreter");
+        return -1;
+    }
+    return 0;
+}
+
+/* The child's plan: (fn, args, kwargs, on_return, on_exception). */
+static int
+check_plan(PyObject *plan)
+{
+    if (PyTuple_GET_SIZE(plan) != 5 || !PyTuple_Check(PyTuple_GET_ITEM(plan, 1))
+        || !PyDict_Check(PyTuple_GET_ITEM(plan, 2))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "plan must be (fn, args tuple, kwargs dict, on_return, on_exception)");
         return -1;
     }
     return 0;
@@ -114,11 +128,14 @@ stage_call(int stage)
 static PyObject *
 clone_fork(PyObject *module, PyObject *args)
 {
-    PyObject *target;
+    PyObject *plan;
     unsigned long long flags, unshare_flags;
     int exit_signal, method;
-    if (!PyArg_ParseTuple(args, "OKiiK:clone_fork", &target, &flags,
+    if (!PyArg_ParseTuple(args, "O!KiiK:clone_fork", &PyTuple_Type, &plan, &flags,
                           &exit_signal, &method, &unshare_flags)) {
+        return NULL;
+    }
+    if (check_plan(plan) < 0) {
         return NULL;
     }
     if (refuse_context() < 0) {
@@ -135,7 +152,7 @@ clone_fork(PyObject *module, PyObject *args)
     struct clone_request req = {flags, exit_signal, -1, NULL, 0, NULL};
     sigset_t all, old;
     sigfillset(&all);
-    struct fork_child_plan plan = {method, unshare_flags, 0, pipefd[1], &old, target};
+    struct fork_child_plan child = {method, unshare_flags, 0, pipefd[1], &old, plan};
     int used_clone3 = 0;
 
     /* os.fork's order: PyOS_BeforeFork last, nothing that can fail after
@@ -147,8 +164,8 @@ clone_fork(PyObject *module, PyObject *args)
     int saved_errno = errno;
     if (pid == 0) {
         /* fork() and the legacy clone cannot carry CLONE_CLEAR_SIGHAND. */
-        plan.clear_sighand = (flags & CLONE_CLEAR_SIGHAND_BIT) && !used_clone3;
-        child_after_fork(&plan);
+        child.clear_sighand = (flags & CLONE_CLEAR_SIGHAND_BIT) && !used_clone3;
+        child_after_fork(&child);
     }
     (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
     PyOS_AfterFork_Parent();
@@ -193,12 +210,15 @@ static PyObject *
 clone_borrowed(PyObject *module, PyObject *args)
 {
 #if PYCLONE_HAVE_VM_MODES
-    PyObject *target;
+    PyObject *plan_tuple;
     unsigned long long flags;
     int exit_signal;
     Py_ssize_t carve_min, map_size;
-    if (!PyArg_ParseTuple(args, "OKinn:clone_borrowed", &target, &flags,
-                          &exit_signal, &carve_min, &map_size)) {
+    if (!PyArg_ParseTuple(args, "O!Kinn:clone_borrowed", &PyTuple_Type, &plan_tuple,
+                          &flags, &exit_signal, &carve_min, &map_size)) {
+        return NULL;
+    }
+    if (check_plan(plan_tuple) < 0) {
         return NULL;
     }
     if (refuse_context() < 0) {
@@ -206,7 +226,7 @@ clone_borrowed(PyObject *module, PyObject *args)
     }
 
     struct borrowed_plan plan;
-    plan.target = target;
+    plan.plan = plan_tuple;
     plan.clear_sighand = (flags & CLONE_CLEAR_SIGHAND_BIT) != 0;
     plan.tstate = PyThreadState_New(PyThreadState_GetInterpreter(PyThreadState_Get()));
     if (plan.tstate == NULL) {
@@ -232,7 +252,7 @@ clone_borrowed(PyObject *module, PyObject *args)
     pid_t pid = clone(child_borrowed_main, st.top, word, &plan);
     int saved_errno = errno;
     /* Read before this thread reuses the stack the child ran on. */
-    void *child_frame = tstate_child_top_frame(plan.tstate);
+    void *child_frame = frames_top(plan.tstate);
     (void)pthread_sigmask(SIG_SETMASK, &plan.mask, NULL);
     tstate_settle_borrowed(parent, plan.tstate, child_frame);
     stack_release(&st);
@@ -305,6 +325,12 @@ stack_pointer(PyObject *module, PyObject *unused)
 }
 
 static PyObject *
+frame_layout(PyObject *module, PyObject *unused)
+{
+    return frames_layout();
+}
+
+static PyObject *
 tid_fix_available(PyObject *module, PyObject *unused)
 {
     return PyBool_FromLong(rawclone_tid_slot() != NULL);
@@ -312,10 +338,11 @@ tid_fix_available(PyObject *module, PyObject *unused)
 
 static PyMethodDef clone_methods[] = {
     {"clone_fork", clone_fork, METH_VARARGS,
-     "clone_fork(target, flags, exit_signal, method, unshare_flags) -> pid\n"
-     "Fork-mode clone; the child calls target() and exits with its result."},
+     "clone_fork(plan, flags, exit_signal, method, unshare_flags) -> pid\n"
+     "Fork-mode clone; the child calls fn(*args, **kwargs) and exits with the\n"
+     "status on_return(result) or on_exception(exc) gives."},
     {"clone_borrowed", clone_borrowed, METH_VARARGS,
-     "clone_borrowed(target, flags, exit_signal, carve_min, map_size) -> pid\n"
+     "clone_borrowed(plan, flags, exit_signal, carve_min, map_size) -> pid\n"
      "CLONE_VM|CLONE_VFORK clone; returns once the child exited or exec'd."},
     {"wait_pid", wait_pid, METH_VARARGS,
      "wait_pid(pid, options) -> (pid, status); options may hold __WALL/__WCLONE."},
@@ -325,6 +352,8 @@ static PyMethodDef clone_methods[] = {
      "Bytes left below the stack pointer on the calling thread's stack."},
     {"stack_pointer", stack_pointer, METH_NOARGS,
      "An address on the calling task's C stack (where a child runs)."},
+    {"frame_layout", frame_layout, METH_NOARGS,
+     "Offsets assumed for _PyInterpreterFrame (3.11+), or None."},
     {"tid_fix_available", tid_fix_available, METH_NOARGS,
      "True if raw clones can set the child's TID in its thread descriptor."},
     {NULL, NULL, 0, NULL},

@@ -1,5 +1,4 @@
 """clone() and waitpid(): the classic calls."""
-import functools
 import signal
 import sys
 import warnings
@@ -58,14 +57,14 @@ def _warn_threads(method, stacklevel):
             RuntimeWarning, stacklevel=stacklevel + 1)
 
 
-def start(mode, bits, exit_signal, stack_size, target, stacklevel=2):
+def start(mode, bits, exit_signal, stack_size, plan, stacklevel=2):
     """Runs an already checked and audited request; returns the child's pid."""
     _child.flush_std_streams()        # never duplicate buffered output
     try:
         if mode == "fork":
             method, unshare = fork_method(bits, exit_signal)
             _warn_threads(method, stacklevel + 1)
-            pid = _clone.clone_fork(target, bits, exit_signal,
+            pid = _clone.clone_fork(plan, bits, exit_signal,
                                     _clone.FORK_RAW if method is None else method,
                                     unshare)
             if method == _clone.FORK_LIBC and sys.version_info >= (3, 12):
@@ -83,7 +82,7 @@ def start(mode, bits, exit_signal, stack_size, target, stacklevel=2):
                     "implemented yet")
             carve_min = stack_size or _rules.CARVE_MIN_DEFAULT
             map_size = stack_size or _rules.DEFAULT_STACK_SIZE
-            return _clone.clone_borrowed(target, bits, exit_signal, carve_min, map_size)
+            return _clone.clone_borrowed(plan, bits, exit_signal, carve_min, map_size)
         raise NotImplementedError(
             "thread mode (CLONE_VM without CLONE_VFORK: a child running concurrently "
             "in the parent's address space) is not implemented yet; add CLONE_VFORK "
@@ -134,8 +133,7 @@ def clone(fn, flags=signal.SIGCHLD, stack_size=None, *, args=(), kwargs=None):
     args, kwargs = _rules.check_call_args(args, kwargs)
     mode = _rules.mode_of(bits)
     sys.audit("pyclone.clone", int(flags), mode)
-    target = functools.partial(_child.child_main, fn, args, kwargs)
-    return start(mode, bits, exit_signal, size, target)
+    return start(mode, bits, exit_signal, size, _child.plan(fn, args, kwargs))
 
 
 def waitpid(pid=-1, options=WALL):

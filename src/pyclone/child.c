@@ -67,21 +67,59 @@ child_reset_handlers(void)
     }
 }
 
-int PYCLONE_NOINLINE
-child_call_target(PyObject *target)
+/* The exception being raised, normalised and with its traceback attached
+ * (a new reference), clearing the error indicator. */
+static PyObject *
+child_take_exception(void)
 {
-    /* The target is pyclone's own wrapper: it catches everything, decodes
-     * SystemExit itself (PyErr_Print would call exit() and finalise an
-     * interpreter the child may share), flushes stdio and returns 0..255. */
-    PyObject *res = PyObject_CallObject(target, NULL);
-    if (res == NULL) {
-        /* Only an exception raised outside the wrapper's try (a signal at
-         * the wrong moment) gets here.  WriteUnraisable never exits. */
-        PyErr_WriteUnraisable(target);
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value != NULL && tb != NULL) {
+        (void)PyException_SetTraceback(value, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+int PYCLONE_NOINLINE
+child_call_target(PyObject *plan)
+{
+    /* plan = (fn, args, kwargs, on_return, on_exception), all kept alive by
+     * the parent, so borrowed here: if this child execs or _exits inside
+     * fn, nothing of ours is left referenced from its abandoned C stack.
+     * on_return(result) / on_exception(exc) are pyclone's Python helpers:
+     * they decode SystemExit themselves (PyErr_Print would call exit() and
+     * finalise an interpreter the child may share), flush stdio and return
+     * the exit status 0..255. */
+    PyObject *fn = PyTuple_GET_ITEM(plan, 0);
+    PyObject *args = PyTuple_GET_ITEM(plan, 1);
+    PyObject *kwargs = PyTuple_GET_ITEM(plan, 2);
+    PyObject *res = PyObject_Call(fn, args, kwargs);
+    PyObject *status;
+    if (res != NULL) {
+        status = PyObject_CallFunctionObjArgs(PyTuple_GET_ITEM(plan, 3), res, NULL);
+        Py_DECREF(res);
+    }
+    else {
+        PyObject *exc = child_take_exception();
+        status = PyObject_CallFunctionObjArgs(PyTuple_GET_ITEM(plan, 4),
+                                              exc ? exc : Py_None, NULL);
+        Py_XDECREF(exc);
+    }
+    if (status == NULL) {
+        /* Only a signal's exception at the wrong moment gets here.
+         * WriteUnraisable never exits. */
+        PyErr_WriteUnraisable(fn);
         return 1;
     }
-    long code = PyLong_Check(res) ? PyLong_AsLong(res) : 0;
-    Py_DECREF(res);
+    long code = PyLong_Check(status) ? PyLong_AsLong(status) : 1;
+    Py_DECREF(status);
     if (code == -1 && PyErr_Occurred()) {
         PyErr_Clear();
         code = 1;
@@ -142,7 +180,7 @@ child_after_fork(const struct fork_child_plan *plan)
      * interpreter consistent before any bytecode runs (os.fork's order). */
     PyOS_AfterFork_Child();
     (void)pthread_sigmask(SIG_SETMASK, plan->mask, NULL);
-    child_exit(child_call_target(plan->target));
+    child_exit(child_call_target(plan->plan));
 }
 
 int PYCLONE_NOINLINE
@@ -158,5 +196,5 @@ child_borrowed_main(void *arg)
      * This waits for the GIL like any thread (the parent released it). */
     PyEval_RestoreThread(plan->tstate);
     tstate_bind_gilstate(plan->tstate);
-    child_exit(child_call_target(plan->target));
+    child_exit(child_call_target(plan->plan));
 }

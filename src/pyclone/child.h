@@ -35,7 +35,7 @@ struct fork_child_plan {
     int clear_sighand;      /* emulate CLONE_CLEAR_SIGHAND (fork() cannot carry it) */
     int report_fd;          /* write end of the close-on-exec error pipe, or -1 */
     const sigset_t *mask;   /* the caller's signal mask, restored before Python */
-    PyObject *target;       /* zero-argument callable returning the exit status */
+    PyObject *plan;         /* (fn, args, kwargs, on_return, on_exception) */
 };
 
 /* Fork mode: runs in the child right after fork()/clone() returned 0. */
@@ -43,14 +43,15 @@ PYCLONE_NORETURN void child_after_fork(const struct fork_child_plan *plan);
 
 /* Borrowed mode: the child's entry point for glibc clone(). */
 struct borrowed_plan {
-    PyObject *target;
+    PyObject *plan;         /* (fn, args, kwargs, on_return, on_exception) */
     PyThreadState *tstate;  /* created by the parent for the child */
     sigset_t mask;          /* the caller's mask */
     int clear_sighand;
 };
 int child_borrowed_main(void *arg);
 
-/* Calls the target with the GIL held and returns the exit status 0..255. */
-int child_call_target(PyObject *target);
+/* Calls fn(*args, **kwargs) from `plan` with the GIL held and returns the
+ * exit status 0..255 that on_return/on_exception decide. */
+int child_call_target(PyObject *plan);
 
 #endif

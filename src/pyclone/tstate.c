@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include "tstate.h"
+#include "frames.h"
 
 #include <pthread.h>
 #include <limits.h>
@@ -67,74 +68,10 @@ tstate_bind_gilstate(PyThreadState *tstate)
 #endif
 }
 
-/* ---- frames an abruptly ended child leaves behind (3.11+) ------------ */
-
-/* 3.11+ keep interpreter frames in a per-thread-state "data stack" that
- * PyThreadState_Delete() frees.  Frames a child never returned from stay
- * there; if one has a frame object (a traceback or sys._getframe() made
- * it), that object points into the data stack and would dangle once it is
- * freed, and the cyclic GC traverses it.  So when such a frame exists, the
- * data stack is kept (a bounded leak, only for children that ended without
- * returning) instead of being freed.
- *
- * The layouts below mirror _PyInterpreterFrame (Include/internal/
- * pycore_frame.h) up to the fields read here; they are checked for each
- * minor version this module builds against. */
-#if PY_VERSION_HEX >= 0x030B0000
-struct iframe_head {
-#  if PY_VERSION_HEX < 0x030C0000                 /* 3.11 */
-    void *f_func, *f_globals, *f_builtins, *f_locals, *f_code;
-    PyObject *frame_obj;
-    struct iframe_head *previous;
-#  else                                           /* 3.12, 3.13 */
-    void *f_code_or_executable;
-    struct iframe_head *previous;
-    void *f_funcobj, *f_globals, *f_builtins, *f_locals;
-    PyObject *frame_obj;
-#  endif
-};
-#  define FRAME_OWNED_BY_THREAD 0
-#endif
-
-void *
-tstate_child_top_frame(PyThreadState *child)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return child->current_frame;
-#elif PY_VERSION_HEX >= 0x030B0000
-    return child->cframe ? (void *)child->cframe->current_frame : NULL;
-#else
-    (void)child;
-    return NULL;
-#endif
-}
-
-static void
-keep_datastack_if_frames_escape(PyThreadState *child, void *top)
-{
-#if PY_VERSION_HEX >= 0x030B0000
-    for (struct iframe_head *f = top; f != NULL; f = f->previous) {
-        if (f->frame_obj != NULL) {
-            /* Detach the chunks; PyThreadState_Delete() frees what it
-             * still finds, so it will free nothing. */
-            child->datastack_chunk = NULL;
-            child->datastack_top = NULL;
-            child->datastack_limit = NULL;
-            return;
-        }
-    }
-#else
-    (void)child;
-    (void)top;
-#endif
-}
-
 void
 tstate_discard_child(PyThreadState *child, void *child_top_frame)
 {
-    if (child_top_frame != NULL) {
-        keep_datastack_if_frames_escape(child, child_top_frame);
-    }
+    frames_release_abandoned(child, child_top_frame);
     compat_reset_cframe(child);
     PyThreadState_Clear(child);
     PyThreadState_Delete(child);

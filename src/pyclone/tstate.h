@@ -14,19 +14,15 @@ void tstate_init(void);
  * PyGILState_Ensure() there would wait for the GIL the child itself holds. */
 void tstate_bind_gilstate(PyThreadState *tstate);
 
-/* The topmost interpreter frame the child left behind, read at once when
- * the child is gone (3.10-3.12 reach it through a struct on the child's
- * stack, which the caller is about to reuse).  NULL if none or < 3.11. */
-void *tstate_child_top_frame(PyThreadState *child);
-
 /* Borrowed mode, in the parent thread right after the child is gone,
  * without the GIL: take the GIL back for `parent` (taking it over from the
  * child if the child left holding it), then clear and delete `child`. */
 void tstate_settle_borrowed(PyThreadState *parent, PyThreadState *child,
                             void *child_top_frame);
 
-/* Clears and deletes a child's thread state; the caller holds the GIL with
- * another thread state current. */
+/* Releases what the child's abandoned frames hold (frames.h), then clears
+ * and deletes its thread state; the caller holds the GIL with another
+ * thread state current.  `child_top_frame` comes from frames_top(). */
 void tstate_discard_child(PyThreadState *child, void *child_top_frame);
 
 #endif
