@@ -228,15 +228,15 @@ clone_borrowed(PyObject *module, PyObject *args)
     struct borrowed_plan plan;
     plan.plan = plan_tuple;
     plan.clear_sighand = (flags & CLONE_CLEAR_SIGHAND_BIT) != 0;
-    plan.tstate = PyThreadState_New(PyThreadState_GetInterpreter(PyThreadState_Get()));
+    plan.clean = 0;
+    plan.tstate = tstate_for_child(PyThreadState_GetInterpreter(PyThreadState_Get()));
     if (plan.tstate == NULL) {
         return PyErr_NoMemory();
     }
     struct child_stack st;
     if (stack_acquire(&st, (size_t)carve_min, (size_t)map_size) != 0) {
         int err = errno;
-        PyThreadState_Clear(plan.tstate);
-        PyThreadState_Delete(plan.tstate);
+        tstate_release_child(plan.tstate, NULL, 1);
         return raise_errno(err, "mmap (child stack)");
     }
 
@@ -254,7 +254,7 @@ clone_borrowed(PyObject *module, PyObject *args)
     /* Read before this thread reuses the stack the child ran on. */
     void *child_frame = frames_top(plan.tstate);
     (void)pthread_sigmask(SIG_SETMASK, &plan.mask, NULL);
-    tstate_settle_borrowed(parent, plan.tstate, child_frame);
+    tstate_settle_borrowed(parent, plan.tstate, child_frame, plan.clean || pid < 0);
     stack_release(&st);
     if (pid < 0) {
         return raise_errno(saved_errno, "clone");
@@ -325,6 +325,27 @@ stack_pointer(PyObject *module, PyObject *unused)
 }
 
 static PyObject *
+drop_spare(PyObject *module, PyObject *unused)
+{
+    tstate_guard_gone();
+    tstate_drop_spare();
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+claim_guard(PyObject *module, PyObject *unused)
+{
+    return PyBool_FromLong(tstate_claim_guard());
+}
+
+static PyObject *
+forget_spare(PyObject *module, PyObject *unused)
+{
+    tstate_forget_spare();
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 frame_layout(PyObject *module, PyObject *unused)
 {
     return frames_layout();
@@ -352,6 +373,12 @@ static PyMethodDef clone_methods[] = {
      "Bytes left below the stack pointer on the calling thread's stack."},
     {"stack_pointer", stack_pointer, METH_NOARGS,
      "An address on the calling task's C stack (where a child runs)."},
+    {"claim_guard", claim_guard, METH_NOARGS,
+     "True the first time in a thread: create the guard that calls drop_spare."},
+    {"drop_spare", drop_spare, METH_NOARGS,
+     "Delete the calling thread's idle child thread state (at thread exit)."},
+    {"forget_spare", forget_spare, METH_NOARGS,
+     "Forget it without deleting it (in a fork child, where CPython did)."},
     {"frame_layout", frame_layout, METH_NOARGS,
      "Offsets assumed for _PyInterpreterFrame (3.11+), or None."},
     {"tid_fix_available", tid_fix_available, METH_NOARGS,

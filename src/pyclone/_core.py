@@ -1,10 +1,39 @@
 """clone() and waitpid(): the classic calls."""
+import os
 import signal
 import sys
+import threading
 import warnings
 
 from . import _clone, _child, _errors, _rules
-from .flags import WALL, CloneFlags as F
+from ._rules import F
+from .flags import WALL
+
+class _SpareGuard:
+    """Lives in a threading.local of each thread that made a CLONE_VM child:
+    when the thread ends, its thread-local values are dropped in that thread,
+    and this deletes the idle child thread state the C core keeps for it.
+    (Dropped in any other thread - CPython clears dead threads' states in a
+    fork child - it does nothing: that state is gone or not ours.)"""
+
+    __slots__ = ("ident",)
+
+    def __init__(self):
+        self.ident = threading.get_ident()
+
+    def __del__(self):
+        if threading.get_ident() == self.ident:
+            _clone.drop_spare()
+
+
+_per_thread = threading.local()
+def _after_fork_in_child():
+    # CPython deleted every other thread state, the idle one too; the
+    # forking thread's guard survives, so it stays claimed.
+    _clone.forget_spare()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 #: Namespaces a child of glibc's fork() can enter itself with unshare().
 _UNSHAREABLE = (F.CLONE_NEWNS | F.CLONE_NEWUTS | F.CLONE_NEWIPC | F.CLONE_NEWNET
@@ -59,9 +88,9 @@ def _warn_threads(method, stacklevel):
 
 def start(mode, bits, exit_signal, stack_size, plan, stacklevel=2):
     """Runs an already checked and audited request; returns the child's pid."""
-    _child.flush_std_streams()        # never duplicate buffered output
     try:
         if mode == "fork":
+            _child.flush_std_streams()    # never duplicate buffered output
             method, unshare = fork_method(bits, exit_signal)
             _warn_threads(method, stacklevel + 1)
             pid = _clone.clone_fork(plan, bits, exit_signal,
@@ -71,7 +100,7 @@ def start(mode, bits, exit_signal, stack_size, plan, stacklevel=2):
                 n = thread_count()
                 if n > 1:     # what os.fork() says in the same situation
                     warnings.warn(
-                        f"This process (pid={_getpid()}) is multi-threaded, use of "
+                        f"This process (pid={os.getpid()}) is multi-threaded, use of "
                         "clone() may lead to deadlocks in the child.",
                         DeprecationWarning, stacklevel=stacklevel + 1)
             return pid
@@ -80,6 +109,8 @@ def start(mode, bits, exit_signal, stack_size, plan, stacklevel=2):
                 raise NotImplementedError(
                     "CLONE_THREAD children come with thread mode, which is not "
                     "implemented yet")
+            if _clone.claim_guard():
+                _per_thread.guard = _SpareGuard()
             carve_min = stack_size or _rules.CARVE_MIN_DEFAULT
             map_size = stack_size or _rules.DEFAULT_STACK_SIZE
             return _clone.clone_borrowed(plan, bits, exit_signal, carve_min, map_size)
@@ -92,11 +123,6 @@ def start(mode, bits, exit_signal, stack_size, plan, stacklevel=2):
         if new is exc:
             raise
         raise new from exc
-
-
-def _getpid():
-    import os
-    return os.getpid()
 
 
 def clone(fn, flags=signal.SIGCHLD, stack_size=None, *, args=(), kwargs=None):
@@ -128,11 +154,10 @@ def clone(fn, flags=signal.SIGCHLD, stack_size=None, *, args=(), kwargs=None):
     _rules.check_callable(fn)
     bits, exit_signal = _rules.split_legacy_flags(flags)
     _rules.check_legacy_exit_signal(exit_signal)
-    _rules.check_flag_bits(bits, "clone")
+    mode = _rules.check_flag_bits(bits, "clone")
     size = _rules.check_stack_size(stack_size)
     args, kwargs = _rules.check_call_args(args, kwargs)
-    mode = _rules.mode_of(bits)
-    sys.audit("pyclone.clone", int(flags), mode)
+    sys.audit("pyclone.clone", bits | exit_signal, mode)
     return start(mode, bits, exit_signal, size, _child.plan(fn, args, kwargs))
 
 
@@ -142,8 +167,15 @@ def waitpid(pid=-1, options=WALL):
     Defaults to ``WALL`` so that children with any exit signal are found, and
     accepts ``WCLONE`` (0x80000000), which overflows ``os.waitpid``.
     """
-    pid = _rules.check_int(pid, "pid")
-    options = _rules.check_int(options, "options")
+    if type(pid) is not int:
+        pid = _rules.check_int(pid, "pid")
+    if type(options) is not int:
+        options = _rules.check_int(options, "options")
     if not 0 <= options < 1 << 32:
         raise ValueError(f"options {options:#x} is not a valid set of wait flags")
     return _clone.wait_pid(pid, options)
+
+
+def mode_for_demo(bits):
+    """The mode a flag set selects (for display)."""
+    return _rules.mode_of(bits)

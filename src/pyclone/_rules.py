@@ -2,11 +2,17 @@
 system call, with a message that says what to do instead."""
 import operator
 import os
-import signal
 
 from .flags import CSIGNAL, MANAGED_FLAGS, CloneFlags, flag_names
 
-F = CloneFlags
+class _PlainFlags:
+    """The flags as plain ints: IntFlag arithmetic costs microseconds."""
+
+
+F = _PlainFlags()
+for _m in CloneFlags:
+    setattr(F, _m.name, int(_m.value))
+_MANAGED = int(MANAGED_FLAGS)
 
 #: Default size of a child's stack (lazily committed: costs what it touches).
 DEFAULT_STACK_SIZE = 8 * 1024 * 1024
@@ -22,8 +28,8 @@ CARVE_MIN_DEFAULT = 1024 * 1024
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _KNOWN = 0
-for _m in F:
-    _KNOWN |= _m.value
+for _m in CloneFlags:
+    _KNOWN |= int(_m.value)
 _MAX_SIGNAL = 64          # SIGRTMAX on Linux; the legacy call accepts up to 255
 
 #: (bad combination, rule) pairs the kernel answers with EINVAL (clone(2)).
@@ -77,6 +83,8 @@ def check_int(value, what):
 
 
 def check_call_args(args, kwargs):
+    if type(args) is tuple and kwargs is None:
+        return args, {}
     try:
         args = tuple(args)
     except TypeError:
@@ -101,14 +109,29 @@ def check_legacy_exit_signal(exit_signal):
             f"it must be 0..{_MAX_SIGNAL}")
 
 
+_checked = {}
+
+
 def check_flag_bits(bits, api):
-    """Unknown, managed and kernel-refused bits (signal byte already removed)."""
+    """Unknown, managed and kernel-refused bits (signal byte already removed);
+    returns the mode.  The checks are pure, so their verdict is remembered."""
+    mode = _checked.get((bits, api))
+    if mode is None:
+        _check_flag_bits(bits, api)
+        mode = _checked[(bits, api)] = mode_of(bits)
+    if bits & F.CLONE_PARENT and os.getpid() == 1:
+        raise ValueError("CLONE_PARENT is refused by the kernel in an init process "
+                         "(pid 1 of its namespace): its children would have no reaper")
+    return mode
+
+
+def _check_flag_bits(bits, api):
     if bits < 0:
         raise ValueError(f"flags must not be negative, got {bits:#x}")
     unknown = bits & ~_KNOWN
     if unknown:
         raise ValueError(f"unknown clone flag bits {unknown:#x}; see pyclone.CloneFlags")
-    managed = bits & MANAGED_FLAGS
+    managed = bits & _MANAGED
     if managed:
         raise ValueError(
             f"{flag_names(managed)} ({managed:#x}) are managed by pyclone, which sets "
@@ -123,9 +146,6 @@ def check_flag_bits(bits, api):
     for broken, rule in _KERNEL_RULES:
         if broken(bits):
             raise ValueError(rule)
-    if bits & F.CLONE_PARENT and os.getpid() == 1:
-        raise ValueError("CLONE_PARENT is refused by the kernel in an init process "
-                         "(pid 1 of its namespace): its children would have no reaper")
 
 
 def check_stack_size(stack_size):
@@ -142,12 +162,10 @@ def check_stack_size(stack_size):
 
 
 def split_legacy_flags(flags):
-    """clone()'s flags word -> (flag bits, exit signal)."""
-    flags = check_int(flags, "flags")
+    """clone()'s flags word -> (flag bits, exit signal), as plain ints."""
+    flags = int(check_int(flags, "flags"))
     if flags < 0:
         raise ValueError(f"flags must not be negative, got {flags:#x}")
     return flags & ~CSIGNAL, flags & CSIGNAL
 
 
-def valid_signal_number(sig):
-    return sig == 0 or sig in signal.valid_signals()

@@ -196,5 +196,7 @@ child_borrowed_main(void *arg)
      * This waits for the GIL like any thread (the parent released it). */
     PyEval_RestoreThread(plan->tstate);
     tstate_bind_gilstate(plan->tstate);
-    child_exit(child_call_target(plan->plan));
+    int status = child_call_target(plan->plan);
+    plan->clean = 1;        /* shared memory: the parent may reuse our state */
+    child_exit(status);
 }

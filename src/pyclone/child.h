@@ -47,6 +47,7 @@ struct borrowed_plan {
     PyThreadState *tstate;  /* created by the parent for the child */
     sigset_t mask;          /* the caller's mask */
     int clear_sighand;
+    int clean;              /* set by the child just before it exits normally */
 };
 int child_borrowed_main(void *arg);
 

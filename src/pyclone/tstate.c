@@ -77,9 +77,92 @@ tstate_discard_child(PyThreadState *child, void *child_top_frame)
     PyThreadState_Delete(child);
 }
 
+/* ---- one idle thread state per cloning thread ---------------------- */
+
+static __thread PyThreadState *spare;
+static __thread int spare_guarded;     /* the Python layer's guard exists */
+
+int
+tstate_claim_guard(void)
+{
+    int first = !spare_guarded;
+    spare_guarded = 1;
+    return first;
+}
+
+PyThreadState *
+tstate_for_child(PyInterpreterState *interp)
+{
+    PyThreadState *t = spare;
+    if (t != NULL) {
+        spare = NULL;
+        return t;
+    }
+    return PyThreadState_New(interp);
+}
+
+static int
+reusable(PyThreadState *t)
+{
+    return t->c_tracefunc == NULL && t->c_profilefunc == NULL && t->async_exc == NULL;
+}
+
+/* What a child may have left in its thread state that the next child must
+ * not see (PyThreadState_Clear's list, less what a clean return resets). */
+static void
+reset_for_reuse(PyThreadState *t)
+{
+    Py_CLEAR(t->dict);                  /* threading.local before 3.13 */
+#if PY_VERSION_HEX >= 0x030D0000
+    Py_CLEAR(t->threading_local_key);
+    Py_CLEAR(t->threading_local_sentinel);
+#endif
+    Py_CLEAR(t->context);
+    t->context_ver++;
+    Py_CLEAR(t->async_gen_firstiter);
+    Py_CLEAR(t->async_gen_finalizer);
+    t->coroutine_origin_tracking_depth = 0;
+}
+
+void
+tstate_release_child(PyThreadState *child, void *child_top_frame, int clean)
+{
+    if (clean && child_top_frame == NULL && spare == NULL && reusable(child)) {
+        reset_for_reuse(child);     /* may run __del__ methods */
+        if (spare == NULL) {
+            spare = child;
+            return;
+        }
+    }
+    tstate_discard_child(child, child_top_frame);
+}
+
+void
+tstate_drop_spare(void)
+{
+    PyThreadState *t = spare;
+    spare = NULL;
+    if (t != NULL && !compat_is_finalizing()) {
+        PyThreadState_Clear(t);
+        PyThreadState_Delete(t);
+    }
+}
+
+void
+tstate_forget_spare(void)
+{
+    spare = NULL;
+}
+
+void
+tstate_guard_gone(void)
+{
+    spare_guarded = 0;
+}
+
 void
 tstate_settle_borrowed(PyThreadState *parent, PyThreadState *child,
-                       void *child_top_frame)
+                       void *child_top_frame, int clean)
 {
     /* Only the child's thread state being current means the child died
      * holding the GIL.  NULL, or (before 3.12, where "current" is a process
@@ -94,5 +177,5 @@ tstate_settle_borrowed(PyThreadState *parent, PyThreadState *child,
         PyEval_RestoreThread(parent);
     }
     tstate_bind_gilstate(parent);
-    tstate_discard_child(child, child_top_frame);
+    tstate_release_child(child, child_top_frame, clean);
 }

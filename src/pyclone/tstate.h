@@ -18,7 +18,32 @@ void tstate_bind_gilstate(PyThreadState *tstate);
  * without the GIL: take the GIL back for `parent` (taking it over from the
  * child if the child left holding it), then clear and delete `child`. */
 void tstate_settle_borrowed(PyThreadState *parent, PyThreadState *child,
-                            void *child_top_frame);
+                            void *child_top_frame, int clean);
+
+/* A thread state for a new CLONE_VM child: this thread's idle one if it
+ * has one (its data stack is already allocated: a fresh thread state's
+ * first Python frame costs a 16 KiB mapping on 3.11+), else a new one. */
+PyThreadState *tstate_for_child(PyInterpreterState *interp);
+
+/* After the child is gone: keep its thread state as this thread's idle one
+ * when the child ended cleanly and left no tracing or profiling behind
+ * (reset so that threading.local, contextvars and asyncio hooks start
+ * fresh), else release its frames and delete it.  GIL held. */
+void tstate_release_child(PyThreadState *child, void *child_top_frame, int clean);
+
+/* Deletes this thread's idle thread state (GIL held); at finalisation it
+ * only forgets it, the interpreter deletes it. */
+void tstate_drop_spare(void);
+
+/* True once per thread: the caller must then create the Python-level guard
+ * whose finaliser calls tstate_drop_spare() when the thread ends. */
+int tstate_claim_guard(void);
+/* The guard was dropped (its thread ended, or a nested child's reset). */
+void tstate_guard_gone(void);
+
+/* Forgets it without touching it: in a fork child, where CPython has
+ * deleted every thread state but the forking thread's. */
+void tstate_forget_spare(void);
 
 /* Releases what the child's abandoned frames hold (frames.h), then clears
  * and deletes its thread state; the caller holds the GIL with another

@@ -1,0 +1,170 @@
+"""``python -m pyclone bench``: start->exit->reap of a child, pyclone's modes
+against their references, as ratios measured in one run.
+
+Timing: for each pair (method, reference) the two run in interleaved rounds
+(A, B, A, B, ...), each round a batch of children; the table gives the median
+per-child time of each and their ratio.  The C baseline is built from
+benchmarks/baseline.c with the system's C compiler (found in the current
+directory's benchmarks/ or $PYCLONE_BENCHMARKS).
+"""
+import ctypes
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+
+from . import _core
+from .flags import CloneFlags as F
+
+MiB = 1024 * 1024
+BORROWED = F.CLONE_VM | F.CLONE_VFORK | signal.SIGCHLD
+
+
+def _noop():
+    return 0
+
+
+def load_baseline():
+    """The C baseline library, compiled now; None if no source or compiler."""
+    here = os.environ.get("PYCLONE_BENCHMARKS") or os.path.join(os.getcwd(), "benchmarks")
+    src = os.path.join(here, "baseline.c")
+    cc = shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]) or shutil.which("cc")
+    if not os.path.exists(src) or cc is None:
+        return None
+    out = os.path.join(tempfile.mkdtemp(prefix="pyclone-bench-"), "baseline.so")
+    subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", out, src], check=True)
+    lib = ctypes.CDLL(out)
+    lib.baseline_spawn.argtypes = [ctypes.c_char_p]
+    return lib
+
+
+def methods(lib):
+    """name -> zero-argument callable that starts, exits and reaps one child."""
+    def os_fork():
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+
+    def fork_mode():
+        _core.waitpid(_core.clone(_noop, signal.SIGCHLD))
+
+    def borrowed_mode():
+        _core.waitpid(_core.clone(_noop, BORROWED))
+
+    def spawn_borrowed():
+        _core.waitpid(_core.clone(os.execv, BORROWED, args=("/bin/true", ["/bin/true"])))
+
+    def spawn_subprocess():
+        subprocess.run(["/bin/true"], check=True)
+
+    def spawn_posix():
+        os.waitpid(os.posix_spawn("/bin/true", ["/bin/true"], {}), 0)
+
+    def threading_thread():
+        t = threading.Thread(target=_noop)
+        t.start()
+        t.join()
+
+    table = {
+        "os.fork": os_fork,
+        "fork mode": fork_mode,
+        "borrowed mode": borrowed_mode,
+        "threading.Thread": threading_thread,
+        "spawn: borrowed+execv": spawn_borrowed,
+        "spawn: subprocess.run": spawn_subprocess,
+        "spawn: os.posix_spawn": spawn_posix,
+    }
+    if lib is not None:
+        table["C clone(VM|VFORK)"] = lambda: lib.baseline_borrowed()
+        table["C fork"] = lambda: lib.baseline_fork()
+    return table
+
+
+#: (method, reference) pairs, the ratio method/reference is what is judged.
+PAIRS = [
+    ("fork mode", "os.fork"),
+    ("borrowed mode", "C clone(VM|VFORK)"),
+    ("borrowed mode", "os.fork"),
+    ("spawn: borrowed+execv", "spawn: os.posix_spawn"),
+    ("spawn: borrowed+execv", "spawn: subprocess.run"),
+]
+
+
+def interleaved(a, b, rounds, batch):
+    """Median seconds per call of a and b, run in alternating batches."""
+    ta, tb = [], []
+    for _ in range(rounds):
+        for fn, sink in ((a, ta), (b, tb)):
+            t0 = time.perf_counter()
+            for _ in range(batch):
+                fn()
+            sink.append((time.perf_counter() - t0) / batch)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def ballast(size):
+    """Touched memory that makes the parent's RSS larger by `size` bytes."""
+    return bytes([1]) * size if size else b""
+
+
+def rss_mib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+
+
+def run(quick=False, pairs=None, sizes=None):
+    lib = load_baseline()
+    table = methods(lib)
+    sizes = sizes if sizes is not None else ([0, 100 * MiB] if quick else [0, 100 * MiB, 1024 * MiB])
+    rounds, batch = (5, 20) if quick else (15, 40)
+    results = []
+    for size in sizes:
+        extra = ballast(size)
+        for name, ref in pairs or PAIRS:
+            if name not in table or ref not in table:
+                continue
+            # Warm up both (imports, caches, page tables of the ballast).
+            interleaved(table[name], table[ref], 1, 5)
+            a, b = interleaved(table[name], table[ref], rounds, batch)
+            results.append({"rss_extra_mib": size // MiB, "method": name, "reference": ref,
+                            "method_us": round(a * 1e6, 1), "reference_us": round(b * 1e6, 1),
+                            "ratio": round(a / b, 3)})
+        del extra
+    return {"machine": {"python": platform.python_version(), "kernel": platform.release(),
+                        "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
+                        "c_baseline": lib is not None},
+            "results": results}
+
+
+def print_table(report):
+    m = report["machine"]
+    print(f"pyclone bench: CPython {m['python']}, Linux {m['kernel']}, {m['cpus']} CPUs, "
+          f"{m['date']}; medians of interleaved rounds, microseconds per child\n")
+    print(f"{'RSS+':>6}  {'method':<24}{'us':>9}   {'reference':<24}{'us':>9}  {'ratio':>6}")
+    for r in report["results"]:
+        print(f"{r['rss_extra_mib']:>5}M  {r['method']:<24}{r['method_us']:>9}   "
+              f"{r['reference']:<24}{r['reference_us']:>9}  {r['ratio']:>6.3f}")
+    if not m["c_baseline"]:
+        print("\n(no C baseline: run from the repository root, or set PYCLONE_BENCHMARKS)")
+
+
+def main(quick=False, json_path=None, plot_path=None):
+    report = run(quick=quick)
+    print_table(report)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(report, f, indent=2)
+    if plot_path:
+        print("\n(--plot is not available yet)")
+    return 0
