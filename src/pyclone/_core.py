@@ -86,6 +86,18 @@ def _warn_threads(method, stacklevel):
             RuntimeWarning, stacklevel=stacklevel + 1)
 
 
+_WARNS_LIKE_OS_FORK = sys.version_info >= (3, 12)
+
+
+def _warn_like_os_fork(stacklevel):
+    """What os.fork() says (3.12+) when the process has other threads."""
+    n = thread_count()
+    if n > 1:
+        warnings.warn(f"This process (pid={os.getpid()}) is multi-threaded, use of clone() "
+                      "may lead to deadlocks in the child.", DeprecationWarning,
+                      stacklevel=stacklevel + 1)
+
+
 def start(mode, bits, exit_signal, stack_size, plan, stacklevel=2):
     """Runs an already checked and audited request; returns the child's pid."""
     try:
@@ -93,16 +105,15 @@ def start(mode, bits, exit_signal, stack_size, plan, stacklevel=2):
             _child.flush_std_streams()    # never duplicate buffered output
             method, unshare = fork_method(bits, exit_signal)
             _warn_threads(method, stacklevel + 1)
+            # Decide everything now: after the fork, every page the parent
+            # touches while the child lives is a copy-on-write fault.
+            warn_after = (method == _clone.FORK_LIBC and _WARNS_LIKE_OS_FORK
+                          and not _clone.process_single_threaded())
             pid = _clone.clone_fork(plan, bits, exit_signal,
                                     _clone.FORK_RAW if method is None else method,
                                     unshare)
-            if method == _clone.FORK_LIBC and sys.version_info >= (3, 12):
-                n = thread_count()
-                if n > 1:     # what os.fork() says in the same situation
-                    warnings.warn(
-                        f"This process (pid={os.getpid()}) is multi-threaded, use of "
-                        "clone() may lead to deadlocks in the child.",
-                        DeprecationWarning, stacklevel=stacklevel + 1)
+            if warn_after:
+                _warn_like_os_fork(stacklevel + 1)
             return pid
         if mode == "borrowed":
             if bits & F.CLONE_THREAD:
@@ -151,14 +162,41 @@ def clone(fn, flags=signal.SIGCHLD, stack_size=None, *, args=(), kwargs=None):
     mode.  A fork-mode clone that only a raw clone can express warns in a
     process with other threads (see the README).
     """
-    _rules.check_callable(fn)
+    if not callable(fn):
+        _rules.check_callable(fn)
+    # One lookup for the whole flags word (fewer objects touched per clone:
+    # in fork mode each page the parent writes costs a fault per fork).
+    try:
+        checked = _checked_clone_flags.get(flags)
+    except TypeError:                   # unhashable: certainly not an int
+        checked = None
+    if checked is None:
+        checked = _check_clone_flags(flags)
+    bits, exit_signal, mode = checked
+    size = None if stack_size is None else _rules.check_stack_size(stack_size)
+    if type(args) is not tuple or kwargs is not None:
+        args, kwargs = _rules.check_call_args(args, kwargs)
+    else:
+        kwargs = {}
+    sys.audit("pyclone.clone", bits | exit_signal, mode)
+    return start(mode, bits, exit_signal, size, (fn, args, kwargs, _on_return, _on_exception))
+
+
+_checked_clone_flags = {}
+_on_return = _child.on_return
+_on_exception = _child.on_exception
+
+
+def _check_clone_flags(flags):
+    """(bits, exit signal, mode) for clone()'s flags word, or the exception."""
     bits, exit_signal = _rules.split_legacy_flags(flags)
     _rules.check_legacy_exit_signal(exit_signal)
     mode = _rules.check_flag_bits(bits, "clone")
-    size = _rules.check_stack_size(stack_size)
-    args, kwargs = _rules.check_call_args(args, kwargs)
-    sys.audit("pyclone.clone", bits | exit_signal, mode)
-    return start(mode, bits, exit_signal, size, _child.plan(fn, args, kwargs))
+    checked = (bits, exit_signal, mode)
+    if not bits & F.CLONE_PARENT:       # CLONE_PARENT: checked each time
+        # Keyed by the int: IntFlag/Signals values hash and compare equal.
+        _checked_clone_flags[bits | exit_signal] = checked
+    return checked
 
 
 def waitpid(pid=-1, options=WALL):
