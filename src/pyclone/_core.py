@@ -4,6 +4,7 @@ import signal
 import sys
 import threading
 import warnings
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from . import _clone, _child, _errors, _rules
 from ._rules import F
@@ -136,7 +137,9 @@ def start(mode, bits, exit_signal, stack_size, plan, stacklevel=2):
         raise new from exc
 
 
-def clone(fn, flags=signal.SIGCHLD, stack_size=None, *, args=(), kwargs=None):
+def clone(fn: Callable[..., Any], flags: int = signal.SIGCHLD,
+          stack_size: Optional[int] = None, *, args: Sequence[Any] = (),
+          kwargs: Optional[Mapping[str, Any]] = None) -> int:
     """Run ``fn(*args, **kwargs)`` in a new task made by clone(2); return its pid.
 
     ``flags`` holds ``CLONE_*`` bits ORed with the exit signal in the low
@@ -182,7 +185,7 @@ def clone(fn, flags=signal.SIGCHLD, stack_size=None, *, args=(), kwargs=None):
     return start(mode, bits, exit_signal, size, (fn, args, kwargs, _on_return, _on_exception))
 
 
-_checked_clone_flags = {}
+_checked_clone_flags: Dict[int, Tuple[int, int, str]] = {}
 _on_return = _child.on_return
 _on_exception = _child.on_exception
 
@@ -199,7 +202,7 @@ def _check_clone_flags(flags):
     return checked
 
 
-def waitpid(pid=-1, options=WALL):
+def waitpid(pid: int = -1, options: int = WALL) -> Tuple[int, int]:
     """``os.waitpid`` for clone children: ``(pid, status)``, same encoding.
 
     Defaults to ``WALL`` so that children with any exit signal are found, and

@@ -2,16 +2,13 @@
 system call, with a message that says what to do instead."""
 import operator
 import os
+from types import SimpleNamespace
+from typing import Any, Dict, Tuple
 
 from .flags import CSIGNAL, MANAGED_FLAGS, CloneFlags, flag_names
 
-class _PlainFlags:
-    """The flags as plain ints: IntFlag arithmetic costs microseconds."""
-
-
-F = _PlainFlags()
-for _m in CloneFlags:
-    setattr(F, _m.name, int(_m.value))
+#: The flags as plain ints: IntFlag arithmetic costs microseconds per call.
+F: Any = SimpleNamespace(**{str(m.name): int(m.value) for m in CloneFlags})
 _MANAGED = int(MANAGED_FLAGS)
 
 #: Default size of a child's stack (lazily committed: costs what it touches).
@@ -109,7 +106,7 @@ def check_legacy_exit_signal(exit_signal):
             f"it must be 0..{_MAX_SIGNAL}")
 
 
-_checked = {}
+_checked: Dict[Tuple[int, str], str] = {}
 
 
 def check_flag_bits(bits, api):
