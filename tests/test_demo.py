@@ -36,7 +36,16 @@ def test_clone_fs_row_changes_cwd_and_umask(demo_output):
 
 def test_seed_row_shares_everything(demo_output):
     cells = row(demo_output, "CLONE_VM|FS|FILES|SIGHAND")
-    assert cells[3:8] == ["CHANGED", "CLOSED", "CHANGED", "CHANGED", "child's/child's"]
+    assert cells[2:8] == ["thread", "CHANGED", "CLOSED", "CHANGED", "CHANGED", "default/ignored"]
+
+
+def test_signal_handler_tables(demo_output):
+    # Thread mode without CLONE_SIGHAND: the kernel table stays the parent's.
+    assert row(demo_output, "CLONE_VM")[1:3] == ["thread", "CHANGED"]
+    assert row(demo_output, "CLONE_VM")[-3] == "default/default"
+    assert row(demo_output, "CLONE_VM|CLONE_SIGHAND")[-3] == "default/ignored"
+    # Borrowed mode: Python's table (memory) changed, the kernel's did not.
+    assert row(demo_output, "CLONE_VM|CLONE_VFORK")[-3] == "child's/default"
 
 
 def test_namespace_rows(demo_output):

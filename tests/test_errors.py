@@ -110,12 +110,13 @@ def test_kernel_rules_match_the_kernel():
     (checked with unshare-free raw clone(2) through ctypes would need a stack;
     instead: each rule's flags make the real clone fail with EINVAL when the
     Python check is bypassed)."""
-    from pyclone import _child, _core
+    from pyclone import _child, _core, _rules
     for bits, _ in RULES:
-        if bits & P.CLONE_VM:
-            continue              # thread mode is not implemented yet
+        if bits & P.CLONE_CLEAR_SIGHAND:
+            continue        # a clone3 flag: the legacy call cannot carry it
         with pytest.raises(OSError) as info:
-            _core.start("fork", bits, signal.SIGCHLD, None, _child.plan(noop, (), {}))
+            _core.start(_rules.mode_of(bits), bits, signal.SIGCHLD, None,
+                        _child.plan(noop, (), {}))
         assert info.value.errno == errno.EINVAL, (hex(bits), info.value)
 
 
@@ -143,9 +144,9 @@ def test_bad_args_and_kwargs(no_syscall):
         P.clone(noop, kwargs=[1])
 
 
-def test_thread_mode_is_not_implemented_yet(no_syscall):
-    with pytest.raises(NotImplementedError, match="thread mode"):
-        P.clone(noop, P.CLONE_VM | signal.SIGCHLD)
+def test_clone_thread_with_vfork_is_refused(no_syscall):
+    with pytest.raises(NotImplementedError, match="drop CLONE_VFORK"):
+        P.clone(noop, P.CLONE_VM | P.CLONE_SIGHAND | P.CLONE_THREAD | P.CLONE_VFORK)
 
 
 def test_waitpid_bad_input():
@@ -273,10 +274,15 @@ def test_refused_during_finalization():
 
 
 def test_nothing_left_behind_after_errors():
-    """Kernel-side failures (EINVAL here) leave no fd, mapping or child."""
+    """Kernel-side failures (EINVAL here) leave no fd, mapping, child or
+    thread state behind, in every mode."""
     from pyclone import _child, _core
-    fds, maps = _fds(), _anon_rw_mappings()
+    from test_borrowed_mode import thread_states
+    fds, maps, states = _fds(), _anon_rw_mappings(), thread_states()
     for _ in range(50):
+        with pytest.raises(OSError):
+            _core.start("thread", P.CLONE_VM | P.CLONE_NEWNS | P.CLONE_FS, signal.SIGCHLD,
+                        None, _child.plan(noop, (), {}))
         with pytest.raises(OSError):
             _core.start("fork", P.CLONE_NEWNS | P.CLONE_FS, signal.SIGCHLD, None,
                         _child.plan(noop, (), {}))
@@ -285,6 +291,7 @@ def test_nothing_left_behind_after_errors():
                         signal.SIGCHLD, 1 << 24, _child.plan(noop, (), {}))
     assert _fds() == fds
     assert _anon_rw_mappings() == maps
+    assert thread_states() == states
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG | P.WALL)
 

@@ -10,6 +10,8 @@
  *   clone_borrowed(plan, flags, exit_signal, carve_min, map_size) -> pid
  *   wait_pid(pid, options) -> (pid, status)
  *   process_single_threaded() -> bool
+ *   clone_thread(plan, flags, exit_signal, stack_size) -> pid
+ *   thread_join(tid, nohang), join_thread_children(), parked_hosts()
  *   stack_room() -> int, stack_pointer() -> int
  */
 #define _GNU_SOURCE
@@ -28,6 +30,7 @@
 
 #include "child.h"
 #include "frames.h"
+#include "host.h"
 #include "rawclone.h"
 #include "stack.h"
 #include "tstate.h"
@@ -267,6 +270,86 @@ clone_borrowed(PyObject *module, PyObject *args)
 #endif
 }
 
+/* ---- thread mode ------------------------------------------------------ */
+
+static PyObject *
+clone_thread(PyObject *module, PyObject *args)
+{
+#if PYCLONE_HAVE_VM_MODES
+    PyObject *plan;
+    unsigned long long flags;
+    int exit_signal;
+    Py_ssize_t stack_size;
+    if (!PyArg_ParseTuple(args, "O!Kin:clone_thread", &PyTuple_Type, &plan, &flags,
+                          &exit_signal, &stack_size)) {
+        return NULL;
+    }
+    if (refuse_context() < 0 || check_plan(plan) < 0) {
+        return NULL;
+    }
+    struct thread_job *job = PyMem_RawCalloc(1, sizeof *job);
+    if (job == NULL) {
+        return PyErr_NoMemory();
+    }
+    job->plan = plan;
+    job->flags = flags;
+    job->exit_signal = exit_signal;
+    job->stack_size = (size_t)stack_size;
+    job->clear_sighand = (flags & CLONE_CLEAR_SIGHAND_BIT) != 0;
+    pid_t pid = host_start(job);
+    if (pid < 0) {
+        return raise_errno(errno, "clone (thread mode)");
+    }
+    return PyLong_FromLong((long)pid);
+#else
+    PyErr_SetString(PyExc_NotImplementedError,
+                    "pyclone: CLONE_VM children are not supported on free-threaded builds");
+    return NULL;
+#endif
+}
+
+static PyObject *
+thread_join(PyObject *module, PyObject *args)
+{
+    int tid, nohang, status = 0, r;
+    if (!PyArg_ParseTuple(args, "ip:thread_join", &tid, &nohang)) {
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    r = host_join_thread((pid_t)tid, nohang, &status);
+    Py_END_ALLOW_THREADS
+    if (r < 0) {
+        Py_RETURN_NONE;
+    }
+    if (r == 0) {
+        return Py_BuildValue("ii", 0, 0);
+    }
+    return Py_BuildValue("ii", tid, (status & 0xff) << 8);   /* WIFEXITED */
+}
+
+static PyObject *
+join_thread_children(PyObject *module, PyObject *unused)
+{
+    Py_BEGIN_ALLOW_THREADS
+    host_join_all();
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+parked_hosts(PyObject *module, PyObject *unused)
+{
+    return PyLong_FromLong(host_parked_count());
+}
+
+static PyObject *
+after_fork_child(PyObject *module, PyObject *unused)
+{
+    tstate_forget_spare();
+    host_after_fork_child();
+    Py_RETURN_NONE;
+}
+
 /* ---- waiting ---------------------------------------------------------- */
 
 static PyObject *
@@ -293,6 +376,14 @@ wait_pid(PyObject *module, PyObject *args)
     if (r < 0) {
         return raise_errno(errno, "waitpid");
     }
+#if PYCLONE_HAVE_VM_MODES
+    if (r > 0) {
+        /* A thread-mode child's host may still be cleaning up after it. */
+        Py_BEGIN_ALLOW_THREADS
+        host_wait_settled(r);
+        Py_END_ALLOW_THREADS
+    }
+#endif
     return Py_BuildValue("ii", (int)r, status);
 }
 
@@ -365,6 +456,18 @@ static PyMethodDef clone_methods[] = {
     {"clone_borrowed", clone_borrowed, METH_VARARGS,
      "clone_borrowed(plan, flags, exit_signal, carve_min, map_size) -> pid\n"
      "CLONE_VM|CLONE_VFORK clone; returns once the child exited or exec'd."},
+    {"clone_thread", clone_thread, METH_VARARGS,
+     "clone_thread(plan, flags, exit_signal, stack_size) -> pid\n"
+     "Thread-mode clone on a host thread's TLS; returns once the child runs."},
+    {"thread_join", thread_join, METH_VARARGS,
+     "thread_join(tid, nohang) -> (tid, status), (0, 0), or None if tid is not\n"
+     "a CLONE_THREAD child of ours."},
+    {"join_thread_children", join_thread_children, METH_NOARGS,
+     "Wait until every thread-mode child has finished."},
+    {"parked_hosts", parked_hosts, METH_NOARGS,
+     "Host threads parked with no work (they hold no lock)."},
+    {"after_fork_child", after_fork_child, METH_NOARGS,
+     "Forget what belonged to the parent's threads (in a fork child)."},
     {"wait_pid", wait_pid, METH_VARARGS,
      "wait_pid(pid, options) -> (pid, status); options may hold __WALL/__WCLONE."},
     {"process_single_threaded", process_single_threaded, METH_NOARGS,
@@ -404,7 +507,8 @@ clone_exec(PyObject *module)
         || PyModule_AddIntConstant(module, "FORK_LIBC", FORK_LIBC) < 0
         || PyModule_AddIntConstant(module, "FORK_LIBC_INTERMEDIATE", FORK_LIBC_INTERMEDIATE) < 0
         || PyModule_AddIntConstant(module, "PAGE_SIZE", getpagesize()) < 0
-        || PyModule_AddIntConstant(module, "HAVE_VM_MODES", PYCLONE_HAVE_VM_MODES) < 0) {
+        || PyModule_AddIntConstant(module, "HAVE_VM_MODES", PYCLONE_HAVE_VM_MODES) < 0
+        || PyModule_AddIntConstant(module, "HAVE_THREAD_MODE", PYCLONE_HAVE_VM_MODES) < 0) {
         return -1;
     }
     return 0;

@@ -1,4 +1,5 @@
 """clone() and waitpid(): the classic calls."""
+import atexit
 import os
 import signal
 import sys
@@ -28,19 +29,26 @@ class _SpareGuard:
 
 
 _per_thread = threading.local()
-def _after_fork_in_child():
-    # CPython deleted every other thread state, the idle one too; the
-    # forking thread's guard survives, so it stays claimed.
-    _clone.forget_spare()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+# In a fork child CPython has deleted every other thread state (the idle one
+# too; the forking thread's guard survives, so it stays claimed), and the
+# host threads and their children are the parent's.
+os.register_at_fork(after_in_child=_clone.after_fork_child)
+# Like non-daemon threads: no thread-mode child runs Python on a finalised
+# interpreter.
+atexit.register(_clone.join_thread_children)
 
 #: Namespaces a child of glibc's fork() can enter itself with unshare().
 _UNSHAREABLE = (F.CLONE_NEWNS | F.CLONE_NEWUTS | F.CLONE_NEWIPC | F.CLONE_NEWNET
                 | F.CLONE_NEWCGROUP | F.CLONE_NEWUSER)
 #: Namespaces that apply only to children made after unshare().
 _FOR_CHILDREN = F.CLONE_NEWPID | F.CLONE_NEWTIME
+
+
+def other_threads():
+    """Threads besides the caller that could hold a lock at clone time:
+    pyclone's own idle host threads are parked in a futex wait, holding none."""
+    n = thread_count()
+    return 0 if n == 1 else n - 1 - _clone.parked_hosts()
 
 
 def thread_count():
@@ -69,7 +77,7 @@ def fork_method(bits, exit_signal):
     plain = exit_signal == signal.SIGCHLD
     if plain and not rest & ~_UNSHAREABLE:
         return _clone.FORK_LIBC, rest
-    if thread_count() == 1:
+    if other_threads() == 0:
         return _clone.FORK_RAW, 0
     if plain and not rest & ~(_UNSHAREABLE | _FOR_CHILDREN):
         return _clone.FORK_LIBC_INTERMEDIATE, rest
@@ -119,17 +127,16 @@ def start(mode, bits, exit_signal, stack_size, plan, stacklevel=2):
         if mode == "borrowed":
             if bits & F.CLONE_THREAD:
                 raise NotImplementedError(
-                    "CLONE_THREAD children come with thread mode, which is not "
-                    "implemented yet")
+                    "CLONE_THREAD with CLONE_VFORK is not supported: a borrowed child "
+                    "leaves with exit_group, which would end the whole thread group; "
+                    "drop CLONE_VFORK (thread mode) and join with pyclone.waitpid(tid)")
             if _clone.claim_guard():
                 _per_thread.guard = _SpareGuard()
             carve_min = stack_size or _rules.CARVE_MIN_DEFAULT
             map_size = stack_size or _rules.DEFAULT_STACK_SIZE
             return _clone.clone_borrowed(plan, bits, exit_signal, carve_min, map_size)
-        raise NotImplementedError(
-            "thread mode (CLONE_VM without CLONE_VFORK: a child running concurrently "
-            "in the parent's address space) is not implemented yet; add CLONE_VFORK "
-            "for borrowed mode, or leave out CLONE_VM for fork mode")
+        return _clone.clone_thread(plan, bits, exit_signal,
+                                   stack_size or _rules.DEFAULT_STACK_SIZE)
     except OSError as exc:
         new = _errors.translate(exc, bits)
         if new is exc:
@@ -214,6 +221,11 @@ def waitpid(pid: int = -1, options: int = WALL) -> Tuple[int, int]:
         options = _rules.check_int(options, "options")
     if not 0 <= options < 1 << 32:
         raise ValueError(f"options {options:#x} is not a valid set of wait flags")
+    if pid > 0:
+        # CLONE_THREAD children are not waitable: join them by their tid.
+        joined = _clone.thread_join(pid, bool(options & os.WNOHANG))
+        if joined is not None:
+            return joined
     return _clone.wait_pid(pid, options)
 
 

@@ -10,6 +10,15 @@
  * Python.  Failures are reported as (stage, errno) through a close-on-exec
  * pipe, then the child leaves with _exit().
  *
+ * Thread mode (CLONE_VM, concurrent): the child runs on a host pthread's
+ * TLS (host.c), lent while the host is parked with raw system calls and
+ * every signal blocked, and on a stack carved below the host's stack
+ * pointer.  It made no thread state of its own before the clone: the host
+ * did, on this TLS, so PyGILState finds it.  It leaves by returning to
+ * glibc's clone trampoline, which calls exit (never exit_group: under
+ * CLONE_THREAD that would end the whole process); a clean end deletes its
+ * thread state and releases the GIL first, as a finishing thread does.
+ *
  * Borrowed mode (CLONE_VM|CLONE_VFORK): the child runs on the suspended
  * parent thread's TLS (errno, malloc's thread cache, CPython's current
  * thread state) and on a stack carved below the parent's stack pointer.  The
@@ -23,6 +32,7 @@
 #define _GNU_SOURCE
 #include "child.h"
 #include "tstate.h"
+#include "host.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -199,4 +209,23 @@ child_borrowed_main(void *arg)
     int status = child_call_target(plan->plan);
     plan->clean = 1;        /* shared memory: the parent may reuse our state */
     child_exit(status);
+}
+
+int PYCLONE_NOINLINE
+child_thread_main(void *arg)
+{
+    struct thread_job *job = arg;
+
+    if (job->clear_sighand) {
+        child_reset_handlers();     /* our own table: no CLONE_SIGHAND here */
+    }
+    (void)pthread_sigmask(SIG_SETMASK, &job->mask, NULL);
+    PyEval_RestoreThread(job->tstate);
+    int status = child_call_target(job->plan);
+    job->status = status;
+    Py_CLEAR(job->plan);
+    PyThreadState_Clear(job->tstate);
+    job->clean = 1;                 /* shared memory: nothing left for the host */
+    PyThreadState_DeleteCurrent();  /* and the GIL */
+    return status;                  /* glibc's trampoline: exit(status) */
 }

@@ -51,6 +51,9 @@ struct borrowed_plan {
 };
 int child_borrowed_main(void *arg);
 
+/* Thread mode: the child's entry point for glibc clone() (a thread_job). */
+int child_thread_main(void *arg);
+
 /* Calls fn(*args, **kwargs) from `plan` with the GIL held and returns the
  * exit status 0..255 that on_return/on_exception decide. */
 int child_call_target(PyObject *plan);

@@ -6,6 +6,7 @@ and reports its pid; the parent then looks at each and says whether the
 change reached it.  Then the seed programs run (Linus' clone example,
 Bernard's fork listing, the light-weight-process slides).
 """
+import ctypes
 import os
 import signal
 import socket
@@ -33,14 +34,18 @@ COLUMNS = ["flags", "mode", "variable", "fd", "cwd", "umask", "handler py/kernel
 WIDTHS = [34, 9, 9, 8, 8, 8, 18, 9, 14]
 
 
-def _kernel_catches(sig):
-    """Is a handler installed for `sig` in this process's kernel table?
-    (/proc, not signal.getsignal, which reads Python's own table.)"""
+def _kernel_disposition(sig):
+    """'child's' (a handler), 'ignored' or 'default' in this process's kernel
+    table: /proc, not signal.getsignal, which reads Python's own table."""
+    masks = {}
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("SigCgt:"):
-                return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
-    return False
+            if line.startswith(("SigCgt:", "SigIgn:")):
+                masks[line[:6]] = int(line.split()[1], 16)
+    bit = 1 << (sig - 1)
+    if masks.get("SigCgt", 0) & bit:
+        return "child's"
+    return "ignored" if masks.get("SigIgn", 0) & bit else "default"
 
 
 def _handler(signum, frame):
@@ -70,7 +75,12 @@ def run_row(name, bits, workdir):
         os.close(fd)
         os.chdir(workdir)
         os.umask(0o077)
-        signal.signal(SIG, _handler)
+        try:
+            signal.signal(SIG, _handler)
+        except ValueError:
+            # CPython: only the main thread may set handlers (thread mode).
+            # Set the kernel's disposition instead: SIG_IGN.
+            ctypes.CDLL(None).signal(SIG, signal.SIG_IGN)
         if bits & F.CLONE_NEWUTS:
             socket.sethostname("pyclone-child")
         os.write(w, str(os.getpid()).encode())
@@ -98,7 +108,7 @@ def run_row(name, bits, workdir):
     if fd_state == "open":
         os.close(fd)
     py = "child's" if signal.getsignal(SIG) is _handler else "default"
-    kernel = "child's" if _kernel_catches(SIG) else "default"
+    kernel = _kernel_disposition(SIG)
     cells = [
         name, shown_mode,
         "CHANGED" if box["variable"] == "child" else "private",
@@ -136,7 +146,9 @@ def matrix():
               " with CLONE_VFORK added (borrowed mode).")
     print("handler py/kernel: Python's handler table lives in memory (shared under"
           " CLONE_VM), the kernel's\nonly under CLONE_SIGHAND; 'child's/default' means"
-          " they now disagree in the parent.\n")
+          " they now disagree in the parent.  In thread mode\nCPython refuses"
+          " signal.signal() outside the main thread, so the child sets SIG_IGN"
+          " through libc.\n")
 
 
 def seed_linus():

@@ -1,0 +1,462 @@
+/* host.c - see host.h.
+ *
+ * A host's life: created detached, with every signal blocked (inherited
+ * from its creator); parked on its `go` word; given a job, it makes the
+ * child's thread state (on its own TLS, so PyGILState finds it there),
+ * issues the clone, reports the pid and parks again, this time on the
+ * child's tid word.  Between the clone and that word turning 0 the child
+ * owns the host's TLS: the host runs no libc code then, only the raw system
+ * calls below (libc's syscall() would write errno, which is the child's).
+ * When the child is gone the host cleans up after it if it did not do so
+ * itself, returns to the pool, and exits after HOST_LINGER of idleness.
+ */
+#define _GNU_SOURCE
+#include "host.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "frames.h"
+#include "tstate.h"
+
+#define HOST_POOL_MAX 16
+#define HOST_LINGER_NS 500000000L      /* idle hosts exit after 0.5 s */
+#define HOST_MARGIN (64 * 1024)         /* the host's own frames, above the child's */
+#define CARVE_MARGIN (16 * 1024)
+
+/* ---- raw system calls: no errno, no TLS ------------------------------- */
+
+#if defined(__x86_64__)
+static inline long
+raw_syscall4(long n, long a1, long a2, long a3, long a4)
+{
+    long ret;
+    register long r10 __asm__("r10") = a4;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "a"(n), "D"(a1), "S"(a2), "d"(a3), "r"(r10)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+#elif defined(__aarch64__)
+static inline long
+raw_syscall4(long n, long a1, long a2, long a3, long a4)
+{
+    register long x8 __asm__("x8") = n;
+    register long x0 __asm__("x0") = a1;
+    register long x1 __asm__("x1") = a2;
+    register long x2 __asm__("x2") = a3;
+    register long x3 __asm__("x3") = a4;
+    __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3)
+                     : "memory", "cc");
+    return x0;
+}
+#else
+#  error "thread mode needs raw system calls for this architecture (host.c)"
+#endif
+
+/* FUTEX_WAIT: returns when *addr != val, on a wake, or a timeout. */
+static inline void
+raw_futex_wait(void *addr, uint32_t val, int private_, const struct timespec *timeout)
+{
+    (void)raw_syscall4(SYS_futex, (long)addr,
+                       FUTEX_WAIT | (private_ ? FUTEX_PRIVATE_FLAG : 0),
+                       (long)val, (long)timeout);
+}
+
+static inline void
+raw_futex_wake(void *addr, int private_)
+{
+    (void)raw_syscall4(SYS_futex, (long)addr,
+                       FUTEX_WAKE | (private_ ? FUTEX_PRIVATE_FLAG : 0), INT_MAX, 0);
+}
+
+/* ---- the pool and the registry ---------------------------------------- */
+
+struct host {
+    size_t stack_size;          /* the child's share of the host's stack */
+    uint32_t go;                /* futex: a job is waiting */
+    struct thread_job *job;
+    int idle;                   /* in the pool (pool_lock) */
+};
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct host *pool[HOST_POOL_MAX];
+static int pool_len;
+static int parked;              /* atomic: hosts waiting for work */
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t registry_cond = PTHREAD_COND_INITIALIZER;
+static struct thread_job *registry;
+
+int
+host_parked_count(void)
+{
+    return __atomic_load_n(&parked, __ATOMIC_SEQ_CST);
+}
+
+static struct host *
+pool_take(size_t stack_size)
+{
+    struct host *h = NULL;
+    pthread_mutex_lock(&pool_lock);
+    for (int i = pool_len - 1; i >= 0; i--) {
+        if (pool[i]->stack_size == stack_size) {
+            h = pool[i];
+            pool[i] = pool[--pool_len];
+            h->idle = 0;
+            __atomic_sub_fetch(&parked, 1, __ATOMIC_SEQ_CST);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&pool_lock);
+    return h;
+}
+
+/* Returns 0 if the pool is full: the host should exit. */
+static int
+pool_put(struct host *h)
+{
+    int ok = 0;
+    pthread_mutex_lock(&pool_lock);
+    if (pool_len < HOST_POOL_MAX) {
+        pool[pool_len++] = h;
+        h->idle = 1;
+        ok = 1;
+    }
+    pthread_mutex_unlock(&pool_lock);
+    return ok;
+}
+
+/* After a linger timeout: leave the pool unless a caller just took us. */
+static int
+pool_leave(struct host *h)
+{
+    int left = 0;
+    pthread_mutex_lock(&pool_lock);
+    if (h->idle) {
+        for (int i = 0; i < pool_len; i++) {
+            if (pool[i] == h) {
+                pool[i] = pool[--pool_len];
+                break;
+            }
+        }
+        h->idle = 0;
+        left = 1;
+    }
+    pthread_mutex_unlock(&pool_lock);
+    return left;
+}
+
+static void
+registry_add(struct thread_job *job)
+{
+    pthread_mutex_lock(&registry_lock);
+    job->next = registry;
+    registry = job;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+/* Unlinks `job` (registry_lock held). */
+static void
+registry_unlink(struct thread_job *job)
+{
+    for (struct thread_job **p = &registry; *p != NULL; p = &(*p)->next) {
+        if (*p == job) {
+            *p = job->next;
+            return;
+        }
+    }
+}
+
+/* ---- the host thread -------------------------------------------------- */
+
+/* The child is gone and the host owns its TLS again.  If the child did not
+ * end cleanly, its thread state is still here: take the GIL (over, if the
+ * child died holding it: its thread state is then the current one on this
+ * TLS), release what its frames hold, clear and delete it. */
+static void
+host_settle(struct thread_job *job)
+{
+    if (!job->clean) {
+        PyThreadState *t = job->tstate;
+        void *top = frames_top(t);
+        if (compat_current_tstate() != t) {
+            PyEval_RestoreThread(t);
+        }
+        frames_release_abandoned(t, top);
+        compat_reset_cframe(t);
+        Py_CLEAR(job->plan);
+        PyThreadState_Clear(t);
+        PyThreadState_DeleteCurrent();      /* and the GIL */
+    }
+}
+
+/* The job is over and this host parked (or leaving): tell waiters. */
+static void
+host_announce_done(struct thread_job *job)
+{
+    pthread_mutex_lock(&registry_lock);
+    job->done = 1;
+    if (!(job->flags & CLONE_THREAD) && job->caller_seen) {
+        /* A process: its status is the kernel's to report. */
+        registry_unlink(job);
+        PyMem_RawFree(job);
+    }
+    pthread_cond_broadcast(&registry_cond);
+    pthread_mutex_unlock(&registry_lock);
+}
+
+/* Back in the pool (counted as parked); 0 if full: the host should exit. */
+static int
+host_repark(struct host *h)
+{
+    int pooled = pool_put(h);
+    if (pooled) {
+        __atomic_add_fetch(&parked, 1, __ATOMIC_SEQ_CST);
+    }
+    return pooled;
+}
+
+/* Runs one job; returns 0 if the host should exit afterwards. */
+static int
+host_run(struct host *h, struct thread_job *job)
+{
+    /* Before the clone this is an ordinary thread: libc is fine. */
+    job->tstate = PyThreadState_New(job->interp);
+    job->tid_word = -1;
+    char here;
+    char *top = (char *)(((uintptr_t)&here - CARVE_MARGIN) & ~(uintptr_t)15);
+    int flags = (int)(unsigned int)((job->flags & 0xffffff00ULL) | (unsigned)job->exit_signal)
+                | CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
+    pid_t pid = clone(child_thread_main, top, flags, job, &job->tid_word,
+                      __builtin_thread_pointer(), &job->tid_word);
+    if (pid < 0) {
+        int err = errno;            /* no child: errno is still ours */
+        job->done = 1;              /* nothing for waiters: the caller unlinks it */
+        PyEval_RestoreThread(job->tstate);
+        PyThreadState_Clear(job->tstate);
+        PyThreadState_DeleteCurrent();
+        job->err = err;
+        job->pid = -1;
+        /* Parked again before the caller hears of it; after the store the
+         * job is the caller's to free. */
+        int pooled = host_repark(h);
+        __atomic_store_n(&job->started, 1, __ATOMIC_SEQ_CST);
+        raw_futex_wake(&job->started, 1);
+        return pooled;
+    }
+    /* From here until the tid word is 0 the child owns our TLS. */
+    job->pid = pid;
+    __atomic_store_n(&job->started, 1, __ATOMIC_SEQ_CST);
+    raw_futex_wake(&job->started, 1);
+    for (;;) {
+        pid_t t = __atomic_load_n(&job->tid_word, __ATOMIC_SEQ_CST);
+        if (t == 0) {
+            break;
+        }
+        /* Not private: the kernel's wake at exit is a shared futex wake. */
+        raw_futex_wait(&job->tid_word, (uint32_t)t, 0, NULL);
+    }
+    host_settle(job);
+    /* Parked before waiters hear the job is done: a fork-mode clone right
+     * after waitpid() then sees no busy thread. */
+    int pooled = host_repark(h);
+    host_announce_done(job);
+    return pooled;
+}
+
+static void *
+host_main(void *arg)
+{
+    struct host *h = arg;
+    const struct timespec linger = {0, HOST_LINGER_NS};
+    /* Created with its first job: not parked. */
+    for (;;) {
+        while (__atomic_load_n(&h->go, __ATOMIC_SEQ_CST) == 0) {
+            raw_futex_wait(&h->go, 0, 1, &linger);
+            if (__atomic_load_n(&h->go, __ATOMIC_SEQ_CST) == 0 && pool_leave(h)) {
+                __atomic_sub_fetch(&parked, 1, __ATOMIC_SEQ_CST);
+                free(h);
+                return NULL;
+            }
+        }
+        __atomic_store_n(&h->go, 0, __ATOMIC_SEQ_CST);
+        if (!host_run(h, h->job)) {
+            free(h);
+            return NULL;
+        }
+    }
+}
+
+static struct host *
+host_create(size_t stack_size, struct thread_job *job)
+{
+    struct host *h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    h->stack_size = stack_size;
+    h->job = job;               /* created with its first job waiting */
+    h->go = 1;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, stack_size + HOST_MARGIN + CARVE_MARGIN);
+    /* Every signal blocked from its first instruction: signals are for the
+     * children, whose masks are their callers'. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t thread;
+    int err = pthread_create(&thread, &attr, host_main, h);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (err != 0) {
+        free(h);
+        errno = err;
+        return NULL;
+    }
+    return h;
+}
+
+/* ---- the caller's side ------------------------------------------------ */
+
+pid_t
+host_start(struct thread_job *job)
+{
+    Py_INCREF(job->plan);
+    job->interp = PyThreadState_GetInterpreter(PyThreadState_Get());
+    pthread_sigmask(SIG_BLOCK, NULL, &job->mask);
+    registry_add(job);
+
+    struct host *h = pool_take(job->stack_size);
+    if (h != NULL) {
+        h->job = job;
+        __atomic_store_n(&h->go, 1, __ATOMIC_SEQ_CST);
+        raw_futex_wake(&h->go, 1);
+    }
+    else if (host_create(job->stack_size, job) == NULL) {
+        int err = errno;
+        pthread_mutex_lock(&registry_lock);
+        registry_unlink(job);
+        pthread_mutex_unlock(&registry_lock);
+        Py_DECREF(job->plan);
+        PyMem_RawFree(job);
+        errno = err;
+        return -1;
+    }
+
+    Py_BEGIN_ALLOW_THREADS
+    while (__atomic_load_n(&job->started, __ATOMIC_SEQ_CST) == 0) {
+        raw_futex_wait(&job->started, 0, 1, NULL);
+    }
+    Py_END_ALLOW_THREADS
+
+    /* A quick child may be gone already: its host frees a process child's
+     * job once it is done and we have read the pid (registry lock). */
+    pthread_mutex_lock(&registry_lock);
+    pid_t pid = job->pid;
+    int err = job->err;
+    job->caller_seen = 1;
+    if (pid < 0) {
+        registry_unlink(job);
+    }
+    else if (job->done && !(job->flags & CLONE_THREAD)) {
+        registry_unlink(job);
+        PyMem_RawFree(job);
+    }
+    pthread_mutex_unlock(&registry_lock);
+    if (pid < 0) {
+        Py_DECREF(job->plan);
+        PyMem_RawFree(job);
+        errno = err;
+        return -1;
+    }
+    return pid;
+}
+
+int
+host_join_thread(pid_t tid, int nohang, int *status)
+{
+    pthread_mutex_lock(&registry_lock);
+    struct thread_job *job = registry;
+    while (job != NULL && !(job->pid == tid && (job->flags & CLONE_THREAD)
+                            && job->caller_seen)) {
+        job = job->next;
+    }
+    if (job == NULL) {
+        pthread_mutex_unlock(&registry_lock);
+        return -1;
+    }
+    while (!job->done && !nohang) {
+        pthread_cond_wait(&registry_cond, &registry_lock);
+    }
+    int done = job->done;
+    if (done) {
+        *status = job->status;
+        registry_unlink(job);
+        PyMem_RawFree(job);
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return done;
+}
+
+void
+host_wait_settled(pid_t pid)
+{
+    pthread_mutex_lock(&registry_lock);
+    for (;;) {
+        struct thread_job *job = registry;
+        while (job != NULL && !(job->pid == pid && !(job->flags & CLONE_THREAD))) {
+            job = job->next;
+        }
+        if (job == NULL || job->done) {
+            break;
+        }
+        pthread_cond_wait(&registry_cond, &registry_lock);
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+void
+host_join_all(void)
+{
+    pthread_mutex_lock(&registry_lock);
+    for (;;) {
+        int running = 0;
+        for (struct thread_job *j = registry; j != NULL; j = j->next) {
+            running |= !j->done;
+        }
+        if (!running) {
+            break;
+        }
+        pthread_cond_wait(&registry_cond, &registry_lock);
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+void
+host_after_fork_child(void)
+{
+    /* Only the forking thread exists here: no host, no child of ours. The
+     * locks may have been held by threads that are gone: make them anew. */
+    pthread_mutex_t fresh_mutex = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t fresh_cond = PTHREAD_COND_INITIALIZER;
+    pool_lock = fresh_mutex;
+    registry_lock = fresh_mutex;
+    registry_cond = fresh_cond;
+    pool_len = 0;
+    parked = 0;
+    registry = NULL;        /* their memory is leaked in this child, on purpose */
+}

@@ -1,0 +1,70 @@
+/* host.h - thread mode: CLONE_VM children running concurrently with their
+ * parent, each on the libc thread environment of a "host" pthread.
+ *
+ * A task made by a raw clone with CLONE_VM shares the caller's thread pointer,
+ * so errno, malloc's thread cache and CPython's per-thread state would be
+ * shared with a running thread.  Instead each child gets a host: a pthread
+ * that pyclone creates (and pools), whose TLS block and thread descriptor the
+ * child borrows through CLONE_SETTLS while the host is parked, every signal
+ * blocked, until the kernel clears the child's tid word at its exit.
+ */
+#ifndef PYCLONE_HOST_H
+#define PYCLONE_HOST_H
+
+#include "compat.h"
+#include <signal.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* One thread-mode child, from request to cleanup. */
+struct thread_job {
+    PyObject *plan;             /* (fn, args, kwargs, on_return, on_exception), owned */
+    PyInterpreterState *interp;
+    uint64_t flags;
+    int exit_signal;
+    size_t stack_size;
+    sigset_t mask;              /* the caller's mask, which the child starts with */
+    int clear_sighand;          /* emulate CLONE_CLEAR_SIGHAND (not in legacy clone) */
+    PyThreadState *tstate;      /* made by the host, on the host's TLS */
+
+    uint32_t started;           /* futex: the host issued the clone */
+    pid_t pid;
+    int err;                    /* errno of a failed clone */
+
+    pid_t tid_word;             /* CLONE_PARENT_SETTID/CHILD_CLEARTID word */
+    int clean;                  /* the child deleted its own thread state */
+    int status;                 /* the child's exit status */
+    int done;                   /* the host has cleaned up (registry lock) */
+    int caller_seen;            /* the caller has read pid (registry lock) */
+    struct thread_job *next;    /* registry of jobs not yet forgotten */
+};
+
+/* Starts a child on a pooled (or new) host; returns its pid or tid, or -1
+ * with errno set (the job is then freed).  `job` comes from PyMem_RawCalloc
+ * and belongs to pyclone from here on.  Called with the GIL, which it
+ * releases while it waits for the host to issue the clone.  Takes a
+ * reference to job->plan. */
+pid_t host_start(struct thread_job *job);
+
+/* CLONE_THREAD children cannot be waited for: join one through its tid.
+ * Returns 1 and its exit status when it is gone (forgetting the job), 0 if
+ * it is still running and nohang, -1 if `tid` is not such a child.  Called
+ * without the GIL. */
+int host_join_thread(pid_t tid, int nohang, int *status);
+
+/* After waitpid() reaped thread-mode child `pid`: waits until its host has
+ * cleaned up after it and parked.  Without the GIL. */
+void host_wait_settled(pid_t pid);
+
+/* Waits until every thread-mode child has finished (at interpreter exit).
+ * Called without the GIL. */
+void host_join_all(void);
+
+/* Hosts parked with no work: they hold no lock, so a raw clone does not
+ * need to count them as threads that could. */
+int host_parked_count(void);
+
+/* In a fork child: the hosts and children are the parent's; forget them. */
+void host_after_fork_child(void);
+
+#endif
