@@ -12,6 +12,7 @@ from conftest import BORROWED
 P = pyclone
 
 
+@pytest.mark.filterwarnings("ignore:This process:DeprecationWarning")  # idle hosts
 def test_status_encoding_matches_os_waitpid():
     a = P.clone(lambda: 3)
     b = os.fork()

@@ -99,9 +99,9 @@ _WARNS_LIKE_OS_FORK = sys.version_info >= (3, 12)
 
 
 def _warn_like_os_fork(stacklevel):
-    """What os.fork() says (3.12+) when the process has other threads."""
-    n = thread_count()
-    if n > 1:
+    """What os.fork() says (3.12+) when the process has other threads
+    (pyclone's parked host threads, which hold no lock, do not count)."""
+    if other_threads() > 0:
         warnings.warn(f"This process (pid={os.getpid()}) is multi-threaded, use of clone() "
                       "may lead to deadlocks in the child.", DeprecationWarning,
                       stacklevel=stacklevel + 1)

@@ -137,6 +137,17 @@ child_call_target(PyObject *plan)
     return (int)(code & 0xff);
 }
 
+/* A child process that ends normally first joins its own thread-mode
+ * children and retires its own host threads (host.h): they are threads of
+ * this process, and would outlive it otherwise. */
+static void PYCLONE_NOINLINE
+child_leave_process(void)
+{
+    Py_BEGIN_ALLOW_THREADS
+    host_leave_process();
+    Py_END_ALLOW_THREADS
+}
+
 /* Leaves the child holding whatever it holds: fork mode owns a private
  * interpreter, borrowed mode hands its thread state and the GIL to the
  * parent (tstate.c).  No atexit handlers, no finalisation. */
@@ -190,7 +201,9 @@ child_after_fork(const struct fork_child_plan *plan)
      * interpreter consistent before any bytecode runs (os.fork's order). */
     PyOS_AfterFork_Child();
     (void)pthread_sigmask(SIG_SETMASK, plan->mask, NULL);
-    child_exit(child_call_target(plan->plan));
+    int status = child_call_target(plan->plan);
+    child_leave_process();
+    child_exit(status);
 }
 
 int PYCLONE_NOINLINE
@@ -207,6 +220,7 @@ child_borrowed_main(void *arg)
     PyEval_RestoreThread(plan->tstate);
     tstate_bind_gilstate(plan->tstate);
     int status = child_call_target(plan->plan);
+    child_leave_process();
     plan->clean = 1;        /* shared memory: the parent may reuse our state */
     child_exit(status);
 }
@@ -222,6 +236,9 @@ child_thread_main(void *arg)
     (void)pthread_sigmask(SIG_SETMASK, &job->mask, NULL);
     PyEval_RestoreThread(job->tstate);
     int status = child_call_target(job->plan);
+    if (!(job->flags & CLONE_THREAD)) {
+        child_leave_process();      /* our own process: retire its hosts */
+    }
     job->status = status;
     Py_CLEAR(job->plan);
     PyThreadState_Clear(job->tstate);

@@ -80,80 +80,111 @@ raw_futex_wake(void *addr, int private_)
                        FUTEX_WAKE | (private_ ? FUTEX_PRIVATE_FLAG : 0), INT_MAX, 0);
 }
 
-/* ---- the pool and the registry ---------------------------------------- */
+/* ---- the hosts and the registry -------------------------------------- */
 
+/* Hosts belong to the thread group (process) that created them: a host made
+ * by a CLONE_VM child process is a thread of that child, and the children it
+ * clones are that child's.  So a caller is served only by hosts of its own
+ * process, and a child process retires its hosts before it exits. */
 struct host {
     size_t stack_size;          /* the child's share of the host's stack */
-    uint32_t go;                /* futex: a job is waiting */
+    pid_t tgid, tid;            /* its process, and itself */
+    pthread_t thread;
+    uint32_t go;                /* futex: a job (or quit) is waiting */
     struct thread_job *job;
-    int idle;                   /* in the pool (pool_lock) */
+    int idle;                   /* parked in the pool (host_lock) */
+    int quit;                   /* being retired: exit, to be joined */
+    struct host *next;
 };
 
-static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct host *pool[HOST_POOL_MAX];
-static int pool_len;
-static int parked;              /* atomic: hosts waiting for work */
+static pthread_mutex_t host_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct host *hosts;      /* every live host of every process sharing memory */
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t registry_cond = PTHREAD_COND_INITIALIZER;
 static struct thread_job *registry;
 
+static void
+host_unlink(struct host *h)     /* host_lock held */
+{
+    for (struct host **p = &hosts; *p != NULL; p = &(*p)->next) {
+        if (*p == h) {
+            *p = h->next;
+            return;
+        }
+    }
+}
+
 int
 host_parked_count(void)
 {
-    return __atomic_load_n(&parked, __ATOMIC_SEQ_CST);
+    pid_t me = getpid();
+    int n = 0;
+    pthread_mutex_lock(&host_lock);
+    for (struct host *h = hosts; h != NULL; h = h->next) {
+        n += h->idle && h->tgid == me;
+    }
+    pthread_mutex_unlock(&host_lock);
+    return n;
 }
 
 static struct host *
 pool_take(size_t stack_size)
 {
-    struct host *h = NULL;
-    pthread_mutex_lock(&pool_lock);
-    for (int i = pool_len - 1; i >= 0; i--) {
-        if (pool[i]->stack_size == stack_size) {
-            h = pool[i];
-            pool[i] = pool[--pool_len];
-            h->idle = 0;
-            __atomic_sub_fetch(&parked, 1, __ATOMIC_SEQ_CST);
-            break;
+    pid_t me = getpid();
+    struct host *found = NULL;
+    pthread_mutex_lock(&host_lock);
+    for (struct host *h = hosts, *next; h != NULL; h = next) {
+        next = h->next;
+        if (!h->idle || h->tgid != me || h->stack_size != stack_size) {
+            continue;
         }
+        if (syscall(SYS_tgkill, h->tgid, h->tid, 0) != 0) {
+            /* Died with its process (an abrupt exit): forget it. */
+            host_unlink(h);
+            free(h);
+            continue;
+        }
+        h->idle = 0;
+        found = h;
+        break;
     }
-    pthread_mutex_unlock(&pool_lock);
-    return h;
+    pthread_mutex_unlock(&host_lock);
+    return found;
 }
 
-/* Returns 0 if the pool is full: the host should exit. */
+/* Back in the pool; 0 if its process has enough idle hosts: exit. */
 static int
 pool_put(struct host *h)
 {
-    int ok = 0;
-    pthread_mutex_lock(&pool_lock);
-    if (pool_len < HOST_POOL_MAX) {
-        pool[pool_len++] = h;
-        h->idle = 1;
-        ok = 1;
+    int n = 0, ok;
+    pthread_mutex_lock(&host_lock);
+    for (struct host *o = hosts; o != NULL; o = o->next) {
+        n += o->idle && o->tgid == h->tgid;
     }
-    pthread_mutex_unlock(&pool_lock);
+    ok = n < HOST_POOL_MAX;
+    if (ok) {
+        h->idle = 1;
+    }
+    else {
+        host_unlink(h);
+    }
+    pthread_mutex_unlock(&host_lock);
     return ok;
 }
 
-/* After a linger timeout: leave the pool unless a caller just took us. */
+/* After a linger timeout: leave unless a caller (or a retirement) took us. */
 static int
 pool_leave(struct host *h)
 {
     int left = 0;
-    pthread_mutex_lock(&pool_lock);
+    pthread_mutex_lock(&host_lock);
     if (h->idle) {
-        for (int i = 0; i < pool_len; i++) {
-            if (pool[i] == h) {
-                pool[i] = pool[--pool_len];
-                break;
-            }
-        }
+        host_unlink(h);
         h->idle = 0;
         left = 1;
     }
-    pthread_mutex_unlock(&pool_lock);
+    pthread_mutex_unlock(&host_lock);
     return left;
 }
 
@@ -220,11 +251,7 @@ host_announce_done(struct thread_job *job)
 static int
 host_repark(struct host *h)
 {
-    int pooled = pool_put(h);
-    if (pooled) {
-        __atomic_add_fetch(&parked, 1, __ATOMIC_SEQ_CST);
-    }
-    return pooled;
+    return pool_put(h);
 }
 
 /* Runs one job; returns 0 if the host should exit afterwards. */
@@ -280,22 +307,28 @@ host_main(void *arg)
 {
     struct host *h = arg;
     const struct timespec linger = {0, HOST_LINGER_NS};
+    h->tid = (pid_t)syscall(SYS_gettid);
     /* Created with its first job: not parked. */
     for (;;) {
         while (__atomic_load_n(&h->go, __ATOMIC_SEQ_CST) == 0) {
             raw_futex_wait(&h->go, 0, 1, &linger);
             if (__atomic_load_n(&h->go, __ATOMIC_SEQ_CST) == 0 && pool_leave(h)) {
-                __atomic_sub_fetch(&parked, 1, __ATOMIC_SEQ_CST);
-                free(h);
-                return NULL;
+                goto leave;
             }
         }
         __atomic_store_n(&h->go, 0, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&h->quit, __ATOMIC_SEQ_CST)) {
+            return NULL;            /* retired: joined (and freed) by its process */
+        }
         if (!host_run(h, h->job)) {
-            free(h);
-            return NULL;
+            goto leave;
         }
     }
+leave:
+    /* Unlinked already; nobody will join us. */
+    pthread_detach(pthread_self());
+    free(h);
+    return NULL;
 }
 
 static struct host *
@@ -307,19 +340,24 @@ host_create(size_t stack_size, struct thread_job *job)
         return NULL;
     }
     h->stack_size = stack_size;
+    h->tgid = getpid();
     h->job = job;               /* created with its first job waiting */
     h->go = 1;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, stack_size + HOST_MARGIN + CARVE_MARGIN);
     /* Every signal blocked from its first instruction: signals are for the
      * children, whose masks are their callers'. */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_t thread;
-    int err = pthread_create(&thread, &attr, host_main, h);
+    pthread_mutex_lock(&host_lock);
+    int err = pthread_create(&h->thread, &attr, host_main, h);
+    if (err == 0) {
+        h->next = hosts;
+        hosts = h;
+    }
+    pthread_mutex_unlock(&host_lock);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (err != 0) {
@@ -337,6 +375,7 @@ host_start(struct thread_job *job)
 {
     Py_INCREF(job->plan);
     job->interp = PyThreadState_GetInterpreter(PyThreadState_Get());
+    job->owner = getpid();
     pthread_sigmask(SIG_BLOCK, NULL, &job->mask);
     registry_add(job);
 
@@ -432,11 +471,12 @@ host_wait_settled(pid_t pid)
 void
 host_join_all(void)
 {
+    pid_t me = getpid();
     pthread_mutex_lock(&registry_lock);
     for (;;) {
         int running = 0;
         for (struct thread_job *j = registry; j != NULL; j = j->next) {
-            running |= !j->done;
+            running |= !j->done && j->owner == me;
         }
         if (!running) {
             break;
@@ -453,10 +493,50 @@ host_after_fork_child(void)
      * locks may have been held by threads that are gone: make them anew. */
     pthread_mutex_t fresh_mutex = PTHREAD_MUTEX_INITIALIZER;
     pthread_cond_t fresh_cond = PTHREAD_COND_INITIALIZER;
-    pool_lock = fresh_mutex;
+    host_lock = fresh_mutex;
     registry_lock = fresh_mutex;
     registry_cond = fresh_cond;
-    pool_len = 0;
-    parked = 0;
-    registry = NULL;        /* their memory is leaked in this child, on purpose */
+    hosts = NULL;           /* their memory is leaked in this child, on purpose */
+    registry = NULL;
+}
+
+void
+host_leave_process(void)
+{
+    pid_t me = getpid();
+    /* 1. Our running thread-mode children: their hosts are our threads. */
+    pthread_mutex_lock(&registry_lock);
+    for (;;) {
+        int running = 0;
+        for (struct thread_job *j = registry; j != NULL; j = j->next) {
+            running |= !j->done && j->owner == me;
+        }
+        if (!running) {
+            break;
+        }
+        pthread_cond_wait(&registry_cond, &registry_lock);
+    }
+    pthread_mutex_unlock(&registry_lock);
+    /* 2. Our idle hosts: tell them to quit and join them, so that they leave
+     * through glibc's own thread exit (its stack list and thread count live
+     * in memory we may share with our parent) before we exit. */
+    for (;;) {
+        struct host *h;
+        pthread_mutex_lock(&host_lock);
+        for (h = hosts; h != NULL && !(h->tgid == me && h->idle); h = h->next) {
+        }
+        if (h != NULL) {
+            h->idle = 0;
+            host_unlink(h);
+        }
+        pthread_mutex_unlock(&host_lock);
+        if (h == NULL) {
+            break;
+        }
+        __atomic_store_n(&h->quit, 1, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&h->go, 1, __ATOMIC_SEQ_CST);
+        raw_futex_wake(&h->go, 1);
+        pthread_join(h->thread, NULL);
+        free(h);
+    }
 }

@@ -20,6 +20,7 @@
 struct thread_job {
     PyObject *plan;             /* (fn, args, kwargs, on_return, on_exception), owned */
     PyInterpreterState *interp;
+    pid_t owner;                /* the requesting process (its hosts are its threads) */
     uint64_t flags;
     int exit_signal;
     size_t stack_size;
@@ -56,13 +57,19 @@ int host_join_thread(pid_t tid, int nohang, int *status);
  * cleaned up after it and parked.  Without the GIL. */
 void host_wait_settled(pid_t pid);
 
-/* Waits until every thread-mode child has finished (at interpreter exit).
- * Called without the GIL. */
+/* Waits until every thread-mode child this process started has finished
+ * (at interpreter exit).  Called without the GIL. */
 void host_join_all(void);
 
 /* Hosts parked with no work: they hold no lock, so a raw clone does not
  * need to count them as threads that could. */
 int host_parked_count(void);
+
+/* A child process about to exit normally: join its running thread-mode
+ * children, then retire its idle hosts, which are its threads.  Without the
+ * GIL.  (An abrupt exit takes the hosts down with it; the pool forgets
+ * them on its next look.) */
+void host_leave_process(void);
 
 /* In a fork child: the hosts and children are the parent's; forget them. */
 void host_after_fork_child(void);
