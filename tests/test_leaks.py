@@ -56,6 +56,10 @@ CASES = [
     case("borrowed-mapped-stack", lambda: 0, BORROWED, 64 << 20, 3000),
     case("borrowed-os_exit", _exit_from_frames, BORROWED, None, 3000, OLD_VALUE_STACKS),
     case("borrowed-exception", lambda: {}["x"], BORROWED, None, 2000),
+    case("thread", lambda: 0, P.CLONE_VM | signal.SIGCHLD, None, 2000),
+    case("thread-os_exit", _exit_from_frames, P.CLONE_VM | signal.SIGCHLD, None, 2000,
+         OLD_VALUE_STACKS),
+    case("thread-group", lambda: 0, P.CLONE_VM | P.CLONE_SIGHAND | P.CLONE_THREAD, None, 2000),
 ]
 
 

@@ -419,9 +419,14 @@ def test_hosts_are_pooled_and_then_leave():
 
 
 def test_no_thread_states_left_behind():
+    """Each pooled host keeps one idle thread state for its next child; it
+    goes with the host (after 0.5 s idle).  Nothing else stays."""
+    wait_for(lambda: len(os.listdir("/proc/self/task")) == 1, 10)
     before = thread_states()
-    for fn in (lambda: 0, lambda: os._exit(1), lambda: 1 / 0):
+    for fn in (lambda: 0, lambda: os._exit(1), lambda: 1 / 0, lambda: 0):
         reap(P.clone(fn, THREAD))
+    assert thread_states() <= before + 1           # the host's idle one
+    wait_for(lambda: len(os.listdir("/proc/self/task")) == 1, 10)
     assert thread_states() == before
 
 
@@ -467,6 +472,9 @@ def test_thread_mode_children_of_child_processes(outer):
         codes = [reap(pid) for pid in pids]
         P.clone(grandchild, THREAD, args=(9,))     # not waited for: joined at exit
         return sum(codes) + 10
+    # A borrowed clone leaves its caller one idle thread state: take the
+    # baseline after one.
+    assert reap(P.clone(lambda: 0, flags)) == 0
     before = thread_states()
     assert reap(P.clone(child, flags)) == 13
     if outer != "fork":
@@ -474,3 +482,35 @@ def test_thread_mode_children_of_child_processes(outer):
     assert thread_states() == before
     # Our own pool works as before.
     assert reap(P.clone(lambda: 5, THREAD)) == 5
+
+
+def test_consecutive_children_start_fresh():
+    """A host reuses a finished child's thread state for its next child:
+    nothing per-thread may carry over."""
+    import contextvars
+    local = threading.local()
+    var = contextvars.ContextVar("var", default="unset")
+    seen = []
+
+    def first():
+        local.x = "first"
+        var.set("first")
+
+    def second():
+        seen.append((getattr(local, "x", None), var.get()))
+    for _ in range(3):
+        assert reap(P.clone(first, THREAD)) == 0
+        assert reap(P.clone(second, THREAD)) == 0
+    assert seen == [(None, "unset")] * 3
+
+
+def test_a_tracing_child_does_not_pass_its_tracer_on():
+    calls = []
+
+    def tracer(frame, event, arg):
+        calls.append(event)
+
+    assert reap(P.clone(sys.settrace, THREAD, args=(tracer,))) == 0
+    del calls[:]
+    assert reap(P.clone(lambda: [0 for _ in range(3)] and 0, THREAD)) == 0
+    assert calls == []

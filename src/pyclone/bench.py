@@ -26,6 +26,7 @@ from .flags import CloneFlags as F
 
 MiB = 1024 * 1024
 BORROWED = F.CLONE_VM | F.CLONE_VFORK | signal.SIGCHLD
+THREAD = F.CLONE_VM | signal.SIGCHLD
 
 
 def _noop():
@@ -69,6 +70,9 @@ def methods(lib):
     def borrowed_mode():
         _core.waitpid(_core.clone(_noop, BORROWED))
 
+    def thread_mode():
+        _core.waitpid(_core.clone(_noop, THREAD))
+
     def spawn_borrowed():
         _core.waitpid(_core.clone(os.execv, BORROWED, args=("/bin/true", ["/bin/true"])))
 
@@ -89,6 +93,7 @@ def methods(lib):
         "fork mode": fork_mode,
         "borrowed mode": borrowed_mode,
         "threading.Thread": threading_thread,
+        "thread mode": thread_mode,
         "spawn: borrowed+execv": spawn_borrowed,
         "spawn: subprocess.run": spawn_subprocess,
         "spawn: os.posix_spawn": spawn_posix,
@@ -105,6 +110,7 @@ PAIRS = [
     ("fork mode", "os.fork"),
     ("borrowed mode", "C clone(VM|VFORK)"),
     ("borrowed mode", "os.fork"),
+    ("thread mode", "threading.Thread"),
     ("spawn: borrowed+execv", "spawn: os.posix_spawn"),
     ("spawn: borrowed+execv", "spawn: subprocess.run"),
 ]

@@ -241,8 +241,18 @@ child_thread_main(void *arg)
     }
     job->status = status;
     Py_CLEAR(job->plan);
-    PyThreadState_Clear(job->tstate);
-    job->clean = 1;                 /* shared memory: nothing left for the host */
-    PyThreadState_DeleteCurrent();  /* and the GIL */
+    if (tstate_reusable(job->tstate)) {
+        /* Leave our thread state, reset, for the host's next child: its
+         * data stack is already mapped. */
+        tstate_reset_for_reuse(job->tstate);
+        job->keep_tstate = 1;
+        job->clean = 1;
+        (void)PyEval_SaveThread();  /* releases the GIL */
+    }
+    else {
+        PyThreadState_Clear(job->tstate);
+        job->clean = 1;             /* shared memory: nothing left for the host */
+        PyThreadState_DeleteCurrent();  /* and the GIL */
+    }
     return status;                  /* glibc's trampoline: exit(status) */
 }

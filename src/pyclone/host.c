@@ -94,6 +94,7 @@ struct host {
     struct thread_job *job;
     int idle;                   /* parked in the pool (host_lock) */
     int quit;                   /* being retired: exit, to be joined */
+    PyThreadState *spare;       /* a finished child's, reset, for the next one */
     struct host *next;
 };
 
@@ -258,8 +259,15 @@ host_repark(struct host *h)
 static int
 host_run(struct host *h, struct thread_job *job)
 {
-    /* Before the clone this is an ordinary thread: libc is fine. */
-    job->tstate = PyThreadState_New(job->interp);
+    /* Before the clone this is an ordinary thread: libc is fine.  The
+     * thread state is made (or was, for an earlier child) on this TLS. */
+    if (h->spare != NULL) {
+        job->tstate = h->spare;
+        h->spare = NULL;
+    }
+    else {
+        job->tstate = PyThreadState_New(job->interp);
+    }
     job->tid_word = -1;
     char here;
     char *top = (char *)(((uintptr_t)&here - CARVE_MARGIN) & ~(uintptr_t)15);
@@ -295,11 +303,28 @@ host_run(struct host *h, struct thread_job *job)
         raw_futex_wait(&job->tid_word, (uint32_t)t, 0, NULL);
     }
     host_settle(job);
+    if (job->keep_tstate) {
+        h->spare = job->tstate;
+    }
     /* Parked before waiters hear the job is done: a fork-mode clone right
      * after waitpid() then sees no busy thread. */
     int pooled = host_repark(h);
     host_announce_done(job);
     return pooled;
+}
+
+/* A leaving host deletes its idle thread state (it is bound to this TLS).
+ * During finalisation the interpreter deletes it: only forget it then. */
+static void
+host_drop_spare(struct host *h)
+{
+    PyThreadState *t = h->spare;
+    h->spare = NULL;
+    if (t != NULL && !compat_is_finalizing()) {
+        PyEval_RestoreThread(t);
+        PyThreadState_Clear(t);
+        PyThreadState_DeleteCurrent();
+    }
 }
 
 static void *
@@ -318,6 +343,7 @@ host_main(void *arg)
         }
         __atomic_store_n(&h->go, 0, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&h->quit, __ATOMIC_SEQ_CST)) {
+            host_drop_spare(h);
             return NULL;            /* retired: joined (and freed) by its process */
         }
         if (!host_run(h, h->job)) {
@@ -326,6 +352,7 @@ host_main(void *arg)
     }
 leave:
     /* Unlinked already; nobody will join us. */
+    host_drop_spare(h);
     pthread_detach(pthread_self());
     free(h);
     return NULL;

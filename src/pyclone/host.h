@@ -33,7 +33,8 @@ struct thread_job {
     int err;                    /* errno of a failed clone */
 
     pid_t tid_word;             /* CLONE_PARENT_SETTID/CHILD_CLEARTID word */
-    int clean;                  /* the child deleted its own thread state */
+    int clean;                  /* the child released its thread state itself */
+    int keep_tstate;            /* ...and left it, reset and detached, for reuse */
     int status;                 /* the child's exit status */
     int done;                   /* the host has cleaned up (registry lock) */
     int caller_seen;            /* the caller has read pid (registry lock) */

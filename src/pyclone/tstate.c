@@ -101,16 +101,16 @@ tstate_for_child(PyInterpreterState *interp)
     return PyThreadState_New(interp);
 }
 
-static int
-reusable(PyThreadState *t)
+int
+tstate_reusable(PyThreadState *t)
 {
     return t->c_tracefunc == NULL && t->c_profilefunc == NULL && t->async_exc == NULL;
 }
 
 /* What a child may have left in its thread state that the next child must
  * not see (PyThreadState_Clear's list, less what a clean return resets). */
-static void
-reset_for_reuse(PyThreadState *t)
+void
+tstate_reset_for_reuse(PyThreadState *t)
 {
     Py_CLEAR(t->dict);                  /* threading.local before 3.13 */
 #if PY_VERSION_HEX >= 0x030D0000
@@ -127,8 +127,8 @@ reset_for_reuse(PyThreadState *t)
 void
 tstate_release_child(PyThreadState *child, void *child_top_frame, int clean)
 {
-    if (clean && child_top_frame == NULL && spare == NULL && reusable(child)) {
-        reset_for_reuse(child);     /* may run __del__ methods */
+    if (clean && child_top_frame == NULL && spare == NULL && tstate_reusable(child)) {
+        tstate_reset_for_reuse(child);     /* may run __del__ methods */
         if (spare == NULL) {
             spare = child;
             return;

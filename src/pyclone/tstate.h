@@ -31,6 +31,11 @@ PyThreadState *tstate_for_child(PyInterpreterState *interp);
  * fresh), else release its frames and delete it.  GIL held. */
 void tstate_release_child(PyThreadState *child, void *child_top_frame, int clean);
 
+/* A child's thread state may serve the next child (no tracing/profiling
+ * left behind), after tstate_reset_for_reuse() (GIL held). */
+int tstate_reusable(PyThreadState *t);
+void tstate_reset_for_reuse(PyThreadState *t);
+
 /* Deletes this thread's idle thread state (GIL held); at finalisation it
  * only forgets it, the interpreter deletes it. */
 void tstate_drop_spare(void);
