@@ -67,6 +67,16 @@ def stack_hog(tmp_path_factory):
     return ctypes.CDLL(str(lib)).stack_hog
 
 
+def overflow_the_stack(stack_hog):
+    """A child's body that overflows its C stack.  SIGSEGV gets its default
+    action in this task's own handler table only: faulthandler.disable()
+    would also change faulthandler's state, which a CLONE_VM child shares
+    with its parent (see the README)."""
+    import ctypes
+    ctypes.CDLL(None).signal(signal.SIGSEGV, 0)
+    stack_hog(0)
+
+
 def reap(pid, options=pyclone.WALL):
     """waitpid() that returns the exit code (negative for a signal)."""
     got, status = pyclone.waitpid(pid, options)

@@ -14,7 +14,7 @@ import traceback
 import pytest
 
 import pyclone
-from conftest import BORROWED, _anon_rw_mappings, reap
+from conftest import overflow_the_stack, BORROWED, _anon_rw_mappings, reap
 
 P = pyclone
 FLAGS = BORROWED
@@ -250,13 +250,8 @@ def test_child_killed_in_a_gil_free_call(spinner):
 
 
 def test_stack_overflow_is_a_sigsegv_of_the_child(stack_hog):
-    def child():
-        # Default action for SIGSEGV in this task's own handler table only:
-        # faulthandler.disable() would also change faulthandler's state,
-        # which a CLONE_VM child shares with its parent (see the README).
-        ctypes.CDLL(None).signal(signal.SIGSEGV, 0)
-        stack_hog(0)
-    assert reap(P.clone(child, FLAGS)) == -signal.SIGSEGV
+    pid = P.clone(overflow_the_stack, FLAGS, args=(stack_hog,))
+    assert reap(pid) == -signal.SIGSEGV
     assert parent_is_healthy()
 
 

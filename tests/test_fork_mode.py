@@ -10,7 +10,7 @@ import time
 import pytest
 
 import pyclone
-from conftest import FORK, needs_root, reap
+from conftest import overflow_the_stack, FORK, needs_root, reap
 
 P = pyclone
 FLAGS = signal.SIGCHLD
@@ -255,13 +255,8 @@ def test_deep_recursion_is_a_recursion_error_in_the_child():
 
 
 def test_stack_overflow_is_a_sigsegv_of_the_child(stack_hog):
-    def child():
-        # Default action for SIGSEGV in this task's own handler table only:
-        # faulthandler.disable() would also change faulthandler's state,
-        # which a CLONE_VM child shares with its parent (see the README).
-        ctypes.CDLL(None).signal(signal.SIGSEGV, 0)
-        stack_hog(0)
-    assert reap(P.clone(child, FLAGS)) == -signal.SIGSEGV
+    pid = P.clone(overflow_the_stack, FLAGS, args=(stack_hog,))
+    assert reap(pid) == -signal.SIGSEGV
     assert parent_is_healthy()
 
 

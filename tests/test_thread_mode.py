@@ -15,7 +15,7 @@ import time
 import pytest
 
 import pyclone
-from conftest import reap
+from conftest import overflow_the_stack, reap
 from test_borrowed_mode import parent_is_healthy, thread_states
 
 P = pyclone
@@ -393,10 +393,8 @@ def test_signal_signal_is_refused_outside_the_main_thread():
 
 
 def test_stack_overflow_is_a_sigsegv_of_the_child(stack_hog):
-    def child():
-        ctypes.CDLL(None).signal(signal.SIGSEGV, 0)
-        stack_hog(0)
-    assert reap(P.clone(child, THREAD)) == -signal.SIGSEGV
+    pid = P.clone(overflow_the_stack, THREAD, args=(stack_hog,))
+    assert reap(pid) == -signal.SIGSEGV
     assert parent_is_healthy()
 
 
@@ -514,3 +512,26 @@ def test_a_tracing_child_does_not_pass_its_tracer_on():
     del calls[:]
     assert reap(P.clone(lambda: [0 for _ in range(3)] and 0, THREAD)) == 0
     assert calls == []
+
+
+@pytest.mark.parametrize("sighand", [False, True])
+def test_signal_to_a_child_runs_the_python_handler_in_the_main_thread(sighand):
+    """The C-level handler runs in the child (its kernel table is a copy of
+    the parent's, or the parent's own under CLONE_SIGHAND); it trips a flag
+    in shared memory, and the parent's main thread runs the Python handler."""
+    ran_in = []
+    old = signal.signal(signal.SIGUSR1, lambda n, f: ran_in.append(threading.current_thread()))
+    inside = threading.Event()
+
+    def child():
+        inside.set()
+        time.sleep(0.3)
+    try:
+        pid = P.clone(child, THREAD | (P.CLONE_SIGHAND if sighand else 0))
+        assert inside.wait(10)
+        os.kill(pid, signal.SIGUSR1)
+        assert reap(pid) == 0
+        wait_for(lambda: ran_in)
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert ran_in == [threading.main_thread()]

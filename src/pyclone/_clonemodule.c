@@ -88,6 +88,16 @@ check_plan(PyObject *plan)
     return 0;
 }
 
+#if !PYCLONE_HAVE_VM_MODES
+static PyObject *
+refuse_vm_modes(void)
+{
+    PyErr_SetString(PyExc_NotImplementedError,
+                    "pyclone: CLONE_VM children are not supported on free-threaded builds");
+    return NULL;
+}
+#endif
+
 /* read() that retries EINTR and short reads; returns bytes read (0 = EOF). */
 static ssize_t
 read_all(int fd, void *buf, size_t len)
@@ -264,9 +274,7 @@ clone_borrowed(PyObject *module, PyObject *args)
     }
     return PyLong_FromLong((long)pid);
 #else
-    PyErr_SetString(PyExc_NotImplementedError,
-                    "pyclone: CLONE_VM children are not supported on free-threaded builds");
-    return NULL;
+    return refuse_vm_modes();
 #endif
 }
 
@@ -302,9 +310,7 @@ clone_thread(PyObject *module, PyObject *args)
     }
     return PyLong_FromLong((long)pid);
 #else
-    PyErr_SetString(PyExc_NotImplementedError,
-                    "pyclone: CLONE_VM children are not supported on free-threaded builds");
-    return NULL;
+    return refuse_vm_modes();
 #endif
 }
 

@@ -157,7 +157,11 @@ def clone(fn: Callable[..., Any], flags: int = signal.SIGCHLD,
     * ``CLONE_VM | CLONE_VFORK`` - **borrowed mode**: the child shares every
       Python object; the calling thread is suspended until the child exits or
       execs, other Python threads keep running.
-    * ``CLONE_VM`` alone - thread mode (not implemented yet).
+    * ``CLONE_VM`` without ``CLONE_VFORK`` - **thread mode**: the child runs
+      concurrently, on a thread state and a libc thread environment (a
+      pooled host pthread's) of its own; ``clone`` returns at once.  With
+      ``CLONE_THREAD`` it is a thread of this process, joined by
+      ``waitpid(tid)``.
 
     The child's exit status: an int 0..255 returned by ``fn``; 0 for None or
     any other value; ``SystemExit`` as ``sys.exit``; 1 with the traceback on
@@ -167,9 +171,11 @@ def clone(fn: Callable[..., Any], flags: int = signal.SIGCHLD,
     Caveats: ``stack_size`` (default 8 MiB, at least MIN_STACK_SIZE) is a
     lower bound in borrowed mode, where the child runs on the free part of
     the caller's stack when it is large enough; in fork mode the child runs
-    on its copy of the caller's stack, like os.fork.  No ``os.set*id`` in a
-    CLONE_VM child (glibc would apply it to the parent's threads): use fork
-    mode.  A fork-mode clone that only a raw clone can express warns in a
+    on its copy of the caller's stack, like os.fork; in thread mode it is
+    the free part of a host thread's stack of that size.  No ``os.set*id``
+    in a CLONE_VM child (glibc would apply it to the parent's threads): use
+    fork mode.  CPython refuses ``signal.signal()`` in thread-mode children
+    (not the main thread).  A fork-mode clone that only a raw clone can express warns in a
     process with other threads (see the README).
     """
     if not callable(fn):

@@ -532,18 +532,7 @@ host_leave_process(void)
 {
     pid_t me = getpid();
     /* 1. Our running thread-mode children: their hosts are our threads. */
-    pthread_mutex_lock(&registry_lock);
-    for (;;) {
-        int running = 0;
-        for (struct thread_job *j = registry; j != NULL; j = j->next) {
-            running |= !j->done && j->owner == me;
-        }
-        if (!running) {
-            break;
-        }
-        pthread_cond_wait(&registry_cond, &registry_lock);
-    }
-    pthread_mutex_unlock(&registry_lock);
+    host_join_all();
     /* 2. Our idle hosts: tell them to quit and join them, so that they leave
      * through glibc's own thread exit (its stack list and thread count live
      * in memory we may share with our parent) before we exit. */
