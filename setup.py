@@ -1,7 +1,8 @@
 """Build of the C extension pyclone._clone (metadata lives in pyproject.toml)."""
 from setuptools import Extension, setup
 
-SOURCES = ["_clonemodule.c", "child.c", "frames.c", "host.c", "rawclone.c", "stack.c", "tstate.c"]
+SOURCES = ["_clonemodule.c", "child.c", "frames.c", "host.c", "rawclone.c", "sem.c", "stack.c",
+           "tstate.c"]
 
 setup(
     ext_modules=[
@@ -9,10 +10,11 @@ setup(
             "pyclone._clone",
             sources=["src/pyclone/" + name for name in SOURCES],
             depends=["src/pyclone/" + name for name in
-                     ("compat.h", "child.h", "frames.h", "host.h", "rawclone.h", "stack.h", "tstate.h")],
+                     ("compat.h", "child.h", "frames.h", "host.h", "rawclone.h", "sem.h",
+                      "stack.h", "tstate.h")],
             extra_compile_args=["-std=gnu11", "-Wall", "-Wextra",
                                 "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
-            libraries=["dl"],
+            libraries=["dl", "m"],
         )
     ],
 )

@@ -7,6 +7,8 @@ chosen flag by flag, as the system call offers it.  See the README.
 from ._core import clone, waitpid
 from ._rules import DEFAULT_STACK_SIZE, MIN_STACK_SIZE
 from .flags import CSIGNAL, WALL, WCLONE, WNOTHREAD, CloneFlags
+from .msgqueue import Queue
+from .sync import RecursiveSemaphore, Semaphore
 
 # Every flag as a module constant, as in C (members of CloneFlags: ints).
 CLONE_NEWTIME = CloneFlags.CLONE_NEWTIME
@@ -37,7 +39,8 @@ CLONE_IO = CloneFlags.CLONE_IO
 CLONE_CLEAR_SIGHAND = CloneFlags.CLONE_CLEAR_SIGHAND
 CLONE_INTO_CGROUP = CloneFlags.CLONE_INTO_CGROUP
 
-__all__ = ["clone", "waitpid", "CloneFlags", "CSIGNAL", "WALL", "WCLONE",
+__all__ = ["clone", "waitpid", "Semaphore", "RecursiveSemaphore", "Queue",
+           "CloneFlags", "CSIGNAL", "WALL", "WCLONE",
            "WNOTHREAD", "DEFAULT_STACK_SIZE", "MIN_STACK_SIZE",
            "CLONE_NEWTIME",
            "CLONE_VM",

@@ -31,6 +31,7 @@
 #include "child.h"
 #include "frames.h"
 #include "host.h"
+#include "sem.h"
 #include "rawclone.h"
 #include "stack.h"
 #include "tstate.h"
@@ -393,6 +394,115 @@ wait_pid(PyObject *module, PyObject *args)
     return Py_BuildValue("ii", (int)r, status);
 }
 
+/* ---- semaphores -------------------------------------------------------- */
+
+static PyObject *
+acquired(int r, const char *call)
+{
+    if (r == -2) {
+        return NULL;                /* a signal handler raised */
+    }
+    if (r < 0) {
+        return raise_errno(errno, call);
+    }
+    return PyBool_FromLong(r);
+}
+
+static PyObject *
+sem_eventfd(PyObject *module, PyObject *args)
+{
+    unsigned long long value;
+    if (!PyArg_ParseTuple(args, "K:sem_eventfd", &value)) {
+        return NULL;
+    }
+    int fd = sem_eventfd_new((uint64_t)value);
+    return fd < 0 ? raise_errno(errno, "eventfd") : PyLong_FromLong(fd);
+}
+
+static PyObject *
+sem_eventfd_wait(PyObject *module, PyObject *args)
+{
+    int fd;
+    double timeout;
+    if (!PyArg_ParseTuple(args, "id:sem_eventfd_wait", &fd, &timeout)) {
+        return NULL;
+    }
+    return acquired(sem_eventfd_acquire(fd, timeout), "eventfd read");
+}
+
+static PyObject *
+sem_eventfd_post(PyObject *module, PyObject *args)
+{
+    int fd;
+    unsigned long long n;
+    if (!PyArg_ParseTuple(args, "iK:sem_eventfd_post", &fd, &n)) {
+        return NULL;
+    }
+    if (sem_eventfd_release(fd, (uint64_t)n) < 0) {
+        return raise_errno(errno, "eventfd write");
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sem_sysv(PyObject *module, PyObject *args)
+{
+    int value;
+    if (!PyArg_ParseTuple(args, "i:sem_sysv", &value)) {
+        return NULL;
+    }
+    int id = sem_sysv_new(value);
+    return id < 0 ? raise_errno(errno, "semget") : PyLong_FromLong(id);
+}
+
+static PyObject *
+sem_sysv_wait(PyObject *module, PyObject *args)
+{
+    int id;
+    double timeout;
+    if (!PyArg_ParseTuple(args, "id:sem_sysv_wait", &id, &timeout)) {
+        return NULL;
+    }
+    return acquired(sem_sysv_acquire(id, timeout), "semtimedop");
+}
+
+static PyObject *
+sem_sysv_post(PyObject *module, PyObject *args)
+{
+    int id, n;
+    if (!PyArg_ParseTuple(args, "ii:sem_sysv_post", &id, &n)) {
+        return NULL;
+    }
+    if (sem_sysv_release(id, n) < 0) {
+        return raise_errno(errno, "semop");
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sem_sysv_rm(PyObject *module, PyObject *args)
+{
+    int id;
+    if (!PyArg_ParseTuple(args, "i:sem_sysv_rm", &id)) {
+        return NULL;
+    }
+    if (sem_sysv_remove(id) < 0) {
+        return raise_errno(errno, "semctl IPC_RMID");
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sem_sysv_getval(PyObject *module, PyObject *args)
+{
+    int id;
+    if (!PyArg_ParseTuple(args, "i:sem_sysv_getval", &id)) {
+        return NULL;
+    }
+    int v = sem_sysv_value(id);
+    return v < 0 ? raise_errno(errno, "semctl GETVAL") : PyLong_FromLong(v);
+}
+
 /* ---- introspection ---------------------------------------------------- */
 
 static PyObject *
@@ -474,6 +584,18 @@ static PyMethodDef clone_methods[] = {
      "Host threads parked with no work (they hold no lock)."},
     {"after_fork_child", after_fork_child, METH_NOARGS,
      "Forget what belonged to the parent's threads (in a fork child)."},
+    {"sem_eventfd", sem_eventfd, METH_VARARGS,
+     "sem_eventfd(value) -> fd: an EFD_SEMAPHORE eventfd (non-blocking, close-on-exec)."},
+    {"sem_eventfd_wait", sem_eventfd_wait, METH_VARARGS,
+     "sem_eventfd_wait(fd, timeout) -> bool; timeout < 0 waits forever, 0 not at all."},
+    {"sem_eventfd_post", sem_eventfd_post, METH_VARARGS,
+     "sem_eventfd_post(fd, n): add n (EAGAIN when the counter would overflow)."},
+    {"sem_sysv", sem_sysv, METH_VARARGS, "sem_sysv(value) -> id: a private System V semaphore."},
+    {"sem_sysv_wait", sem_sysv_wait, METH_VARARGS,
+     "sem_sysv_wait(id, timeout) -> bool, with SEM_UNDO."},
+    {"sem_sysv_post", sem_sysv_post, METH_VARARGS, "sem_sysv_post(id, n), with SEM_UNDO."},
+    {"sem_sysv_rm", sem_sysv_rm, METH_VARARGS, "sem_sysv_rm(id): remove the set."},
+    {"sem_sysv_getval", sem_sysv_getval, METH_VARARGS, "sem_sysv_getval(id) -> value."},
     {"wait_pid", wait_pid, METH_VARARGS,
      "wait_pid(pid, options) -> (pid, status); options may hold __WALL/__WCLONE."},
     {"process_single_threaded", process_single_threaded, METH_NOARGS,

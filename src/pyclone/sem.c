@@ -1,0 +1,199 @@
+/* sem.c - the semaphore primitives under pyclone.Semaphore.
+ *
+ * Nothing here lives in private memory, so these work between tasks of any
+ * mode, fork-mode children included: an eventfd in EFD_SEMAPHORE mode (the
+ * fd is inherited or shared), or a System V semaphore with SEM_UNDO, whose
+ * permits the kernel gives back when a holder dies.  Waits release the GIL,
+ * keep one deadline, and on EINTR run the signal handlers and resume.
+ */
+#define _GNU_SOURCE
+#include "sem.h"
+
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
+#include <sys/ipc.h>
+#include <sys/sem.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- deadlines -------------------------------------------------------- */
+
+/* timeout < 0: wait forever; 0: do not wait; > 0: seconds. */
+struct deadline {
+    int forever;
+    struct timespec at;
+};
+
+static void
+deadline_start(struct deadline *d, double timeout)
+{
+    d->forever = timeout < 0;
+    clock_gettime(CLOCK_MONOTONIC, &d->at);
+    if (!d->forever) {
+        double whole = floor(timeout);
+        d->at.tv_sec += (time_t)whole;
+        d->at.tv_nsec += (long)((timeout - whole) * 1e9);
+        if (d->at.tv_nsec >= 1000000000L) {
+            d->at.tv_sec++;
+            d->at.tv_nsec -= 1000000000L;
+        }
+    }
+}
+
+/* Time left, or NULL for forever; 0 left once the deadline passed. */
+static struct timespec *
+deadline_left(struct deadline *d, struct timespec *left)
+{
+    if (d->forever) {
+        return NULL;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    left->tv_sec = d->at.tv_sec - now.tv_sec;
+    left->tv_nsec = d->at.tv_nsec - now.tv_nsec;
+    if (left->tv_nsec < 0) {
+        left->tv_sec--;
+        left->tv_nsec += 1000000000L;
+    }
+    if (left->tv_sec < 0) {
+        left->tv_sec = 0;
+        left->tv_nsec = 0;
+    }
+    return left;
+}
+
+static int
+deadline_passed(struct deadline *d)
+{
+    struct timespec left;
+    return !d->forever && deadline_left(d, &left) != NULL
+           && left.tv_sec == 0 && left.tv_nsec == 0;
+}
+
+/* ---- eventfd ---------------------------------------------------------- */
+
+int
+sem_eventfd_new(uint64_t value)
+{
+    /* Non-blocking, so that a wait is poll() + read(): poll has the
+     * timeout, and a read lost to another waiter just loops.  eventfd()
+     * takes an unsigned int: larger initial values are written after. */
+    int fd = eventfd(0, EFD_SEMAPHORE | EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd >= 0 && value > 0 && write(fd, &value, sizeof value) != (ssize_t)sizeof value) {
+        int err = errno;
+        (void)close(fd);
+        errno = err;
+        return -1;
+    }
+    return fd;
+}
+
+int
+sem_eventfd_acquire(int fd, double timeout)
+{
+    struct deadline d;
+    deadline_start(&d, timeout);
+    for (;;) {
+        uint64_t one;
+        ssize_t n = read(fd, &one, sizeof one);
+        if (n == (ssize_t)sizeof one) {
+            return 1;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            return -1;
+        }
+        if (timeout == 0 || deadline_passed(&d)) {
+            return 0;
+        }
+        struct pollfd p = {fd, POLLIN, 0};
+        struct timespec left;
+        int r;
+        Py_BEGIN_ALLOW_THREADS
+        r = ppoll(&p, 1, deadline_left(&d, &left), NULL);
+        Py_END_ALLOW_THREADS
+        if (r < 0 && errno == EINTR) {
+            if (PyErr_CheckSignals() < 0) {
+                return -2;          /* a handler raised: propagate */
+            }
+            continue;
+        }
+        if (r < 0) {
+            return -1;
+        }
+    }
+}
+
+int
+sem_eventfd_release(int fd, uint64_t n)
+{
+    ssize_t w = write(fd, &n, sizeof n);
+    return w == (ssize_t)sizeof n ? 0 : -1;     /* EAGAIN: counter full */
+}
+
+/* ---- System V ---------------------------------------------------------- */
+
+int
+sem_sysv_new(int value)
+{
+    int id = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+    if (id < 0) {
+        return -1;
+    }
+    if (semctl(id, 0, SETVAL, value) < 0) {
+        int err = errno;
+        (void)semctl(id, 0, IPC_RMID);
+        errno = err;
+        return -1;
+    }
+    return id;
+}
+
+int
+sem_sysv_acquire(int id, double timeout)
+{
+    struct deadline d;
+    deadline_start(&d, timeout);
+    for (;;) {
+        struct sembuf op = {0, -1, SEM_UNDO | (timeout == 0 ? IPC_NOWAIT : 0)};
+        struct timespec left;
+        int r;
+        Py_BEGIN_ALLOW_THREADS
+        r = semtimedop(id, &op, 1, timeout == 0 ? NULL : deadline_left(&d, &left));
+        Py_END_ALLOW_THREADS
+        if (r == 0) {
+            return 1;
+        }
+        if (errno == EAGAIN) {
+            return 0;               /* IPC_NOWAIT, or the timeout passed */
+        }
+        if (errno == EINTR) {
+            if (PyErr_CheckSignals() < 0) {
+                return -2;
+            }
+            continue;
+        }
+        return -1;
+    }
+}
+
+int
+sem_sysv_release(int id, int n)
+{
+    struct sembuf op = {0, (short)n, SEM_UNDO};
+    return semop(id, &op, 1);       /* ERANGE: past SEMVMX */
+}
+
+int
+sem_sysv_remove(int id)
+{
+    return semctl(id, 0, IPC_RMID);
+}
+
+int
+sem_sysv_value(int id)
+{
+    return semctl(id, 0, GETVAL);
+}

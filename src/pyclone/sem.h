@@ -1,0 +1,20 @@
+/* sem.h - eventfd and System V semaphore primitives (see sem.c).
+ * Acquire functions return 1 (acquired), 0 (timed out / would block),
+ * -1 (errno set) or -2 (a signal handler raised: exception set). */
+#ifndef PYCLONE_SEM_H
+#define PYCLONE_SEM_H
+
+#include "compat.h"
+#include <stdint.h>
+
+int sem_eventfd_new(uint64_t value);
+int sem_eventfd_acquire(int fd, double timeout);
+int sem_eventfd_release(int fd, uint64_t n);
+
+int sem_sysv_new(int value);
+int sem_sysv_acquire(int id, double timeout);
+int sem_sysv_release(int id, int n);
+int sem_sysv_remove(int id);
+int sem_sysv_value(int id);
+
+#endif

@@ -1,0 +1,255 @@
+"""Semaphores that work between tasks of every mode.
+
+Nothing here depends on a futex in private memory: a fork-mode child shares
+no memory with its parent, so a ``threading`` or ``multiprocessing``-style
+futex lock cannot reach it.  ``Semaphore`` is an eventfd in ``EFD_SEMAPHORE``
+mode (the fd is inherited by fork-mode children and shared under ``CLONE_VM``
+or ``CLONE_FILES``), or with ``robust=True`` a System V semaphore whose
+permits the kernel gives back when a holder dies (``SEM_UNDO``).
+"""
+import atexit
+import io
+import math
+import mmap
+import os
+import struct
+import threading
+import weakref
+
+from . import _clone
+
+__all__ = ["Semaphore", "RecursiveSemaphore"]
+
+#: Largest value of an eventfd counter (the kernel's 0xfffffffffffffffe).
+EVENTFD_MAX = 0xFFFFFFFFFFFFFFFE
+#: Largest value of a System V semaphore (SEMVMX).
+SYSV_MAX = 32767
+
+_sysv_sets = {}          # id -> creating pid: removed at exit by their creator
+
+
+@atexit.register
+def _remove_sysv_sets():
+    me = os.getpid()
+    for sem_id, creator in list(_sysv_sets.items()):
+        if creator == me:
+            try:
+                _clone.sem_sysv_rm(sem_id)
+            except OSError:
+                pass
+    _sysv_sets.clear()
+
+
+def _check_timeout(blocking, timeout):
+    """threading's rules: -> seconds to wait (-1 forever, 0 not at all)."""
+    if not blocking:
+        if timeout is not None:
+            raise ValueError("can't specify a timeout for a non-blocking acquire")
+        return 0.0
+    if timeout is None:
+        return -1.0
+    timeout = float(timeout)
+    if math.isnan(timeout) or timeout < 0:
+        raise ValueError(f"timeout must be None or a number >= 0, not {timeout!r}")
+    return timeout
+
+
+class Semaphore:
+    """A counting semaphore usable from any pyclone child and its parent.
+
+    ``Semaphore(value=1, *, robust=False)``: ``acquire(blocking=True,
+    timeout=None) -> bool`` waits (without the GIL, no busy loop) until the
+    count is positive and decrements it; ``release(n=1)`` adds ``n``.  A
+    context manager; ``fileno()`` returns the eventfd, readable while the
+    count is positive (selectors and asyncio can wait on it).
+
+    ``robust=True`` uses a System V semaphore with ``SEM_UNDO``: if a task
+    that acquired it dies without releasing, the kernel gives the permits
+    back.  Use it as a lock, released by the task that acquired it (a
+    release elsewhere would be undone when that task exits); the count is
+    at most 32767; it has no fileno().  The set is removed when the
+    creating process closes it or exits normally.
+    """
+
+    def __init__(self, value=1, *, robust=False):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"value must be an int, not {type(value).__name__!r}")
+        limit = SYSV_MAX if robust else EVENTFD_MAX
+        if not 0 <= value <= limit:
+            raise ValueError(f"value must be 0..{limit}, not {value}")
+        self._robust = bool(robust)
+        self._creator = os.getpid()
+        self._handle = _clone.sem_sysv(value) if robust else _clone.sem_eventfd(value)
+        if robust:
+            _sysv_sets[self._handle] = self._creator
+        self._finalizer = weakref.finalize(self, Semaphore._free, self._robust,
+                                           self._handle, self._creator)
+
+    @staticmethod
+    def _free(robust, handle, creator):
+        if robust:
+            if os.getpid() == creator and _sysv_sets.pop(handle, None) is not None:
+                try:
+                    _clone.sem_sysv_rm(handle)
+                except OSError:
+                    pass
+        else:
+            try:
+                os.close(handle)
+            except OSError:
+                pass
+
+    def _live(self):
+        if not self._finalizer.alive:
+            raise ValueError("operation on a closed semaphore")
+        return self._handle
+
+    def acquire(self, blocking=True, timeout=None):
+        """Take one permit; False if it could not be had in time."""
+        wait = _check_timeout(blocking, timeout)
+        if self._robust:
+            return _clone.sem_sysv_wait(self._live(), wait)
+        return _clone.sem_eventfd_wait(self._live(), wait)
+
+    def release(self, n=1):
+        """Give back ``n`` permits (to whichever tasks wait)."""
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"n must be an int, not {type(n).__name__!r}")
+        if n < 1:
+            raise ValueError(f"n must be at least 1, not {n}")
+        handle = self._live()
+        limit = SYSV_MAX if self._robust else EVENTFD_MAX
+        if n > limit:
+            raise ValueError(f"cannot release {n} permits: the count is at most {limit}")
+        try:
+            if self._robust:
+                _clone.sem_sysv_post(handle, n)
+            else:
+                _clone.sem_eventfd_post(handle, n)
+        except (BlockingIOError, OSError) as exc:
+            if isinstance(exc, BlockingIOError) or exc.errno == 34:     # EAGAIN, ERANGE
+                raise ValueError(f"releasing {n} would take the count past its maximum "
+                                 f"({limit})") from exc
+            raise
+
+    def fileno(self):
+        """The eventfd: readable while a permit is available."""
+        if self._robust:
+            raise io.UnsupportedOperation("a robust (System V) semaphore has no file descriptor")
+        return self._live()
+
+    def close(self):
+        """Release the eventfd or (in its creating process) the semaphore set.
+        Closing twice is allowed; anything else after close raises ValueError."""
+        self._finalizer()
+
+    @property
+    def closed(self):
+        return not self._finalizer.alive
+
+    def _value(self):
+        """The current count of a robust semaphore (for tests and repr)."""
+        return _clone.sem_sysv_getval(self._live())
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+    def __repr__(self):
+        kind = "robust" if self._robust else "eventfd"
+        state = "closed" if self.closed else f"handle={self._handle}"
+        return f"<pyclone.Semaphore {kind} {state}>"
+
+
+def _task_id():
+    """(pid, tid) of the calling task: unique across every pyclone mode."""
+    return os.getpid(), threading.get_native_id()
+
+
+class RecursiveSemaphore:
+    """A semaphore the holding task (pid and tid) may acquire again.
+
+    ``RecursiveSemaphore(value=1, *, robust=False)``: up to ``value`` tasks
+    hold it at once; each may acquire it again without blocking and must
+    release it as often as it acquired it.  A release by a task that does
+    not hold it raises ``RuntimeError``.  Ownership lives in a shared memory
+    page (``MAP_SHARED``), so it works across thread-mode and fork-mode
+    tasks alike.
+    """
+
+    _SLOT = struct.Struct("iiq")            # pid, tid, recursion count
+
+    def __init__(self, value=1, *, robust=False):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"value must be an int, not {type(value).__name__!r}")
+        if not 1 <= value <= 4096:
+            raise ValueError(f"value must be 1..4096 holders, not {value}")
+        self._sem = Semaphore(value, robust=robust)
+        self._table_lock = Semaphore(1, robust=robust)
+        self._slots = value
+        self._table = mmap.mmap(-1, max(mmap.PAGESIZE, value * self._SLOT.size),
+                                flags=mmap.MAP_SHARED)
+
+    def _find(self, task):
+        for i in range(self._slots):
+            pid, tid, count = self._SLOT.unpack_from(self._table, i * self._SLOT.size)
+            if count and (pid, tid) == task:
+                return i, count
+        return None, 0
+
+    def _stale(self, pid):
+        try:
+            os.kill(pid, 0)
+            return False
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+
+    def acquire(self, blocking=True, timeout=None):
+        """Take it (again, if the calling task holds it); False on timeout."""
+        task = _task_id()
+        with self._table_lock:
+            slot, count = self._find(task)
+            if slot is not None:
+                self._SLOT.pack_into(self._table, slot * self._SLOT.size, *task, count + 1)
+                return True
+        if not self._sem.acquire(blocking, timeout):
+            return False
+        with self._table_lock:
+            for i in range(self._slots):
+                pid, _, count = self._SLOT.unpack_from(self._table, i * self._SLOT.size)
+                # A free slot, or one whose holder died (robust: its permit
+                # came back to the semaphore already).
+                if count == 0 or self._stale(pid):
+                    self._SLOT.pack_into(self._table, i * self._SLOT.size, *task, 1)
+                    return True
+        self._sem.release()
+        raise RuntimeError("RecursiveSemaphore: no free holder slot (inconsistent state)")
+
+    def release(self):
+        """Release once; the last release by the holder frees it."""
+        task = _task_id()
+        with self._table_lock:
+            slot, count = self._find(task)
+            if slot is None:
+                raise RuntimeError("cannot release a RecursiveSemaphore held by another task "
+                                   "(or not held at all)")
+            self._SLOT.pack_into(self._table, slot * self._SLOT.size, *task, count - 1)
+        if count == 1:
+            self._sem.release()
+
+    def close(self):
+        self._sem.close()
+        self._table_lock.close()
+        self._table.close()
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()

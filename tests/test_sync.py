@@ -1,0 +1,405 @@
+"""Semaphore, RecursiveSemaphore and Queue between tasks of every mode."""
+import asyncio
+import math
+import mmap
+import os
+import queue
+import signal
+import struct
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import pyclone
+from conftest import reap
+
+P = pyclone
+FORK = signal.SIGCHLD
+THREAD = P.CLONE_VM | signal.SIGCHLD
+MODES = {"fork": FORK, "thread": THREAD}
+
+
+def shared_counter():
+    """An int in MAP_SHARED memory: visible to fork-mode children too."""
+    page = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_SHARED)
+    return page
+
+
+def bump(page, sem, rounds):
+    """Read-modify-write with a pause in between: loses updates unless the
+    semaphore excludes the other tasks."""
+    for _ in range(rounds):
+        with sem:
+            v = struct.unpack_from("q", page)[0]
+            time.sleep(0)
+            struct.pack_into("q", page, 0, v + 1)
+
+
+@pytest.mark.parametrize("robust", [False, True], ids=["eventfd", "robust"])
+@pytest.mark.parametrize("mode", ["fork", "thread"])
+def test_mutual_exclusion(mode, robust):
+    sem = P.Semaphore(1, robust=robust)
+    page = shared_counter()
+    pids = [P.clone(bump, MODES[mode], args=(page, sem, 300)) for _ in range(4)]
+    assert [reap(pid) for pid in pids] == [0] * 4
+    assert struct.unpack_from("q", page)[0] == 1200
+    sem.close()
+
+
+def test_without_the_semaphore_updates_are_lost():
+    """The check above can fail: the same work without exclusion loses."""
+    class NoLock:
+        def __enter__(self):
+            time.sleep(0)
+
+        def __exit__(self, *a):
+            pass
+    page = shared_counter()
+    pids = [P.clone(bump, THREAD, args=(page, NoLock(), 300)) for _ in range(4)]
+    assert [reap(pid) for pid in pids] == [0] * 4
+    assert struct.unpack_from("q", page)[0] < 1200
+
+
+@pytest.mark.parametrize("robust", [False, True], ids=["eventfd", "robust"])
+def test_timed_wait_returns_false_after_about_the_timeout(robust):
+    sem = P.Semaphore(0, robust=robust)
+    t0 = time.monotonic()
+    assert sem.acquire(timeout=0.2) is False
+    elapsed = time.monotonic() - t0
+    assert 0.19 <= elapsed < 1.0
+    assert sem.acquire(False) is False
+    sem.release()
+    assert sem.acquire(timeout=0.2) is True
+    sem.close()
+
+
+def test_timed_wait_is_woken_by_a_release_from_a_child():
+    sem = P.Semaphore(0)
+
+    def child():
+        time.sleep(0.1)
+        sem.release()
+    pid = P.clone(child, FORK)
+    t0 = time.monotonic()
+    assert sem.acquire(timeout=5) is True
+    assert time.monotonic() - t0 < 2
+    assert reap(pid) == 0
+    sem.close()
+
+
+def test_wait_releases_the_gil():
+    sem = P.Semaphore(0)
+    ticks = [0]
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            ticks[0] += 1
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        assert sem.acquire(timeout=0.2) is False
+    finally:
+        stop.set()
+        t.join()
+    assert ticks[0] > 1000
+    sem.close()
+
+
+def test_contention_many_waiters_each_released_once():
+    sem = P.Semaphore(0)
+    got = []
+
+    def waiter():
+        got.append(sem.acquire(timeout=5))
+    threads = [threading.Thread(target=waiter) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    sem.release(8)
+    for t in threads:
+        t.join()
+    assert got == [True] * 8
+    assert sem.acquire(False) is False
+    sem.close()
+
+
+@pytest.mark.parametrize("robust", [False, True], ids=["plain", "robust"])
+def test_a_holder_that_dies_while_holding(robust):
+    """robust=True: the kernel gives the dead holder's permit back
+    (SEM_UNDO); a plain semaphore stays taken."""
+    sem = P.Semaphore(1, robust=robust)
+
+    def holder():
+        sem.acquire()
+        os._exit(0)
+    assert reap(P.clone(holder, FORK)) == 0
+    assert sem.acquire(timeout=0.2) is robust
+    sem.close()
+
+
+def test_errors():
+    with pytest.raises(ValueError):
+        P.Semaphore(-1)
+    with pytest.raises(ValueError):
+        P.Semaphore(40000, robust=True)
+    with pytest.raises(TypeError):
+        P.Semaphore(1.5)
+    sem = P.Semaphore(P.sync.EVENTFD_MAX - 1)
+    with pytest.raises(ValueError, match="past its maximum"):
+        sem.release(2)                      # eventfd counter overflow
+    with pytest.raises(ValueError, match="at least 1"):
+        sem.release(0)
+    for bad in (-1, float("nan"), -0.5):
+        with pytest.raises(ValueError, match="timeout"):
+            sem.acquire(timeout=bad)
+    with pytest.raises(ValueError, match="non-blocking"):
+        sem.acquire(False, 1)
+    sem.close()
+    sem.close()                             # idempotent
+    for op in (sem.acquire, sem.release, sem.fileno):
+        with pytest.raises(ValueError, match="closed"):
+            op()
+    robust = P.Semaphore(1, robust=True)
+    with pytest.raises(ValueError, match="at most 32767"):
+        robust.release(40000)
+    full = P.Semaphore(32767, robust=True)
+    with pytest.raises(ValueError, match="past its maximum"):
+        full.release(1)                     # the kernel's ERANGE
+    full.close()
+    with pytest.raises(OSError):
+        robust.fileno()
+    robust.close()
+
+
+def test_signal_handler_exception_interrupts_a_wait():
+    sem = P.Semaphore(0)
+
+    def handler(*a):
+        raise KeyboardInterrupt
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(KeyboardInterrupt):
+            sem.acquire(timeout=5)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    sem.close()
+
+
+def test_fileno_with_asyncio():
+    sem = P.Semaphore(0)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        loop.add_reader(sem.fileno(), lambda: ready.done() or ready.set_result(True))
+        pid = P.clone(lambda: sem.release() or 0, FORK)
+        try:
+            await asyncio.wait_for(ready, 5)
+        finally:
+            loop.remove_reader(sem.fileno())
+        return pid
+    pid = asyncio.run(main())
+    assert reap(pid) == 0
+    assert sem.acquire(False) is True
+    sem.close()
+
+
+def test_robust_sets_are_removed_when_their_creator_exits():
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import pyclone
+        sems = [pyclone.Semaphore(1, robust=True) for _ in range(3)]
+        closed = pyclone.Semaphore(1, robust=True)
+        print(*[s._handle for s in sems + [closed]])
+        closed.close()
+    """)], capture_output=True, text=True, timeout=30, check=True)
+    ids = set(out.stdout.split())
+    listing = subprocess.run(["ipcs", "-s"], capture_output=True, text=True).stdout
+    present = {line.split()[1] for line in listing.splitlines()
+               if len(line.split()) > 1 and line.split()[1].isdigit()}
+    assert ids and not ids & present
+
+
+# ---- RecursiveSemaphore ----------------------------------------------------
+
+def test_recursive_ownership():
+    rs = P.RecursiveSemaphore()
+    assert rs.acquire() and rs.acquire() and rs.acquire(timeout=0)
+    other = []
+    t = threading.Thread(target=lambda: other.append(rs.acquire(timeout=0.1)))
+    t.start()
+    t.join()
+    assert other == [False]
+    for _ in range(3):
+        rs.release()
+    t = threading.Thread(target=lambda: other.append(rs.acquire(timeout=1) and rs.release()))
+    t.start()
+    t.join()
+    assert other == [False, None]
+    rs.close()
+
+
+@pytest.mark.parametrize("mode", ["fork", "thread"])
+def test_recursive_release_by_another_task_raises(mode):
+    rs = P.RecursiveSemaphore()
+    rs.acquire()
+    errors = P.Queue()
+
+    def child():
+        try:
+            rs.release()
+        except RuntimeError as exc:
+            errors.put(str(exc))
+    assert reap(P.clone(child, MODES[mode])) == 0
+    assert "another task" in errors.get(timeout=5)
+    rs.release()
+    errors.close()
+    rs.close()
+
+
+@pytest.mark.parametrize("mode", ["fork", "thread"])
+def test_recursive_across_tasks(mode):
+    """A child holds it (twice); the parent cannot get it until the child
+    released it as often as it took it."""
+    rs = P.RecursiveSemaphore()
+    step = P.Semaphore(0)
+    go = P.Semaphore(0)
+
+    def child():
+        rs.acquire()
+        rs.acquire()
+        step.release()
+        go.acquire()
+        rs.release()
+        rs.release()
+    pid = P.clone(child, MODES[mode])
+    assert step.acquire(timeout=5)
+    assert rs.acquire(timeout=0.1) is False
+    go.release()
+    assert rs.acquire(timeout=5) is True
+    rs.release()
+    assert reap(pid) == 0
+    for s in (rs, step, go):
+        s.close()
+
+
+def test_recursive_robust_holder_dies():
+    rs = P.RecursiveSemaphore(robust=True)
+    assert reap(P.clone(lambda: rs.acquire() and os._exit(0), FORK)) == 0
+    assert rs.acquire(timeout=1) is True
+    rs.release()
+    rs.close()
+
+
+# ---- Queue -----------------------------------------------------------------
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["fork", "thread"])
+def test_queue_ping_pong_10000(mode):
+    to_child, to_parent = P.Queue(), P.Queue()
+
+    def child():
+        while True:
+            n = to_child.get()
+            if n is None:
+                return 0
+            to_parent.put(n + 1)
+    pid = P.clone(child, MODES[mode])
+    n = 0
+    for _ in range(10000):
+        to_child.put(n)
+        n = to_parent.get(timeout=10)
+    to_child.put(None)
+    assert reap(pid) == 0
+    assert n == 10000
+    to_child.close()
+    to_parent.close()
+
+
+def test_queue_messages_larger_than_the_pipe_buffer():
+    q = P.Queue()
+    big = os.urandom(3 * 1024 * 1024)
+    pid = P.clone(lambda: q.put(big) or q.put(["after", big[:10]]), FORK)
+    assert q.get(timeout=20) == big
+    assert q.get(timeout=20) == ["after", big[:10]]
+    assert reap(pid) == 0
+    q.close()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.filterwarnings("ignore:This process:DeprecationWarning")   # modes mixed on purpose
+def test_queue_several_producers_and_consumers():
+    q, results = P.Queue(), P.Queue()
+    producers, per = 4, 500
+
+    def producer(p):
+        for i in range(per):
+            q.put((p, i, b"x" * (i % 2000)))      # frames of many sizes
+
+    def consumer():
+        seen = []
+        while True:
+            item = q.get(timeout=30)
+            if item is None:
+                break
+            p, i, payload = item
+            assert payload == b"x" * (i % 2000)
+            seen.append((p, i))
+        results.put(seen)
+    cons = [P.clone(consumer, FORK) for _ in range(3)] + [P.clone(consumer, THREAD)]
+    prods = [P.clone(producer, m, args=(p,)) for p, m in
+             zip(range(producers), [FORK, THREAD, FORK, THREAD])]
+    assert [reap(pid) for pid in prods] == [0] * producers
+    for _ in cons:
+        q.put(None)
+    assert [reap(pid) for pid in cons] == [0] * len(cons)
+    got = []
+    for _ in cons:
+        got.extend(results.get(timeout=10))
+    assert sorted(got) == [(p, i) for p in range(producers) for i in range(per)]
+    q.close()
+    results.close()
+
+
+def test_queue_empty_full_timeouts():
+    q = P.Queue(maxsize=2)
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+    t0 = time.monotonic()
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.2)
+    assert 0.19 <= time.monotonic() - t0 < 1.5
+    q.put(1)
+    q.put(2)
+    assert q.qsize() == 2
+    with pytest.raises(queue.Full):
+        q.put_nowait(3)
+    with pytest.raises(queue.Full):
+        q.put(3, timeout=0.1)
+    assert q.get() == 1
+    q.put(3, timeout=1)
+    assert [q.get(), q.get()] == [2, 3]
+    assert q.empty()
+    q.close()
+    q.close()
+    with pytest.raises(ValueError, match="closed"):
+        q.put(1)
+    with pytest.raises(ValueError):
+        P.Queue(-1)
+    with pytest.raises(ValueError, match="timeout"):
+        with P.Queue() as q2:
+            q2.get(timeout=math.nan)
+
+
+def test_queue_in_borrowed_mode():
+    q = P.Queue()
+    assert reap(P.clone(lambda: q.put("from borrowed") or 0,
+                        P.CLONE_VM | P.CLONE_VFORK | signal.SIGCHLD)) == 0
+    assert q.get(timeout=5) == "from borrowed"
+    q.close()
