@@ -403,3 +403,12 @@ def test_queue_in_borrowed_mode():
                         P.CLONE_VM | P.CLONE_VFORK | signal.SIGCHLD)) == 0
     assert q.get(timeout=5) == "from borrowed"
     q.close()
+
+
+def test_pingpong_benchmark_runs_every_kind():
+    """The latency benchmark (benchmarks/sem_pingpong.py) completes for each
+    semaphore kind and mode, robust ones included."""
+    from pyclone import bench
+    for name, ref, mode in bench.PINGPONG:
+        for kind in (name, ref):
+            assert 0 < bench.pingpong(kind, mode, 50) < 0.1

@@ -116,6 +116,68 @@ PAIRS = [
 ]
 
 
+# ---- semaphore ping-pong between two tasks --------------------------------
+
+def _pingpong_child(ping, pong, rounds):
+    for _ in range(rounds):
+        ping.acquire()
+        pong.release()
+    # Leave only after the parent took the last pong: a robust semaphore's
+    # SEM_UNDO would otherwise take back at exit what we released.
+    ping.acquire()
+    return 0
+
+
+def pingpong(kind, mode, rounds):
+    """Seconds per round trip: the parent releases `ping`, a child of `mode`
+    acquires it and releases `pong`, the parent acquires `pong`."""
+    import multiprocessing
+    from . import sync
+    make = {
+        "Semaphore": lambda: sync.Semaphore(0),
+        "Semaphore(robust=True)": lambda: sync.Semaphore(0, robust=True),
+        "multiprocessing.Semaphore": lambda: multiprocessing.get_context("fork").Semaphore(0),
+        "threading.Semaphore": lambda: threading.Semaphore(0),
+    }[kind]
+    ping, pong = make(), make()
+    flags = THREAD if mode == "thread" else signal.SIGCHLD
+    pid = _core.clone(_pingpong_child, flags, args=(ping, pong, rounds))
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        ping.release()
+        pong.acquire()
+    elapsed = time.perf_counter() - t0
+    ping.release()
+    _core.waitpid(pid)
+    for sem in (ping, pong):
+        getattr(sem, "close", lambda: None)()
+    return elapsed / rounds
+
+
+#: (method, reference, mode): ping-pong latency pairs.
+PINGPONG = [
+    ("Semaphore", "multiprocessing.Semaphore", "fork"),
+    ("Semaphore(robust=True)", "multiprocessing.Semaphore", "fork"),
+    ("Semaphore", "threading.Semaphore", "thread"),
+    ("Semaphore(robust=True)", "threading.Semaphore", "thread"),
+]
+
+
+def run_pingpong(quick=False):
+    rounds, trips = (5, 300) if quick else (9, 2000)
+    results = []
+    for name, ref, mode in PINGPONG:
+        a, b = [], []
+        for _ in range(rounds):
+            a.append(pingpong(name, mode, trips))
+            b.append(pingpong(ref, mode, trips))
+        ma, mb = statistics.median(a), statistics.median(b)
+        results.append({"rss_extra_mib": 0, "method": f"ping-pong {name} ({mode})",
+                        "reference": ref, "method_us": round(ma * 1e6, 1),
+                        "reference_us": round(mb * 1e6, 1), "ratio": round(ma / mb, 3)})
+    return results
+
+
 def interleaved(a, b, rounds, batch):
     """Median seconds per call of a and b, run in alternating batches."""
     ta, tb = [], []
@@ -167,10 +229,11 @@ def run(quick=False, pairs=None, sizes=None):
 def print_table(report):
     m = report["machine"]
     print(f"pyclone bench: CPython {m['python']}, Linux {m['kernel']}, {m['cpus']} CPUs, "
-          f"{m['date']}; medians of interleaved rounds, microseconds per child\n")
-    print(f"{'RSS+':>6}  {'method':<24}{'us':>9}   {'reference':<26}{'us':>9}  {'ratio':>6}")
+          f"{m['date']}; medians of interleaved rounds, microseconds per child "
+          "(ping-pong: per round trip)\n")
+    print(f"{'RSS+':>6}  {'method':<40}{'us':>9}   {'reference':<26}{'us':>9}  {'ratio':>6}")
     for r in report["results"]:
-        print(f"{r['rss_extra_mib']:>5}M  {r['method']:<24}{r['method_us']:>9}   "
+        print(f"{r['rss_extra_mib']:>5}M  {r['method']:<40}{r['method_us']:>9}   "
               f"{r['reference']:<26}{r['reference_us']:>9}  {r['ratio']:>6.3f}")
     if not m["c_baseline"]:
         print("\n(no C baseline: run from the repository root, or set PYCLONE_BENCHMARKS)")
@@ -178,6 +241,7 @@ def print_table(report):
 
 def main(quick=False, json_path=None, plot_path=None):
     report = run(quick=quick)
+    report["results"] += run_pingpong(quick=quick)
     print_table(report)
     if json_path:
         with open(json_path, "w") as f:
