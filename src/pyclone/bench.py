@@ -239,6 +239,42 @@ def print_table(report):
         print("\n(no C baseline: run from the repository root, or set PYCLONE_BENCHMARKS)")
 
 
+def plot(report, path):
+    """Start cost against parent RSS, one line per method: the picture of
+    "why copy-on-write is not enough".  Needs matplotlib (the plot extra)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("\n--plot needs matplotlib: pip install 'pyclone[plot]'")
+        return False
+    lines = {}
+    for r in report["results"]:
+        if r["method"].startswith("ping-pong"):
+            continue
+        for name, us in ((r["method"], r["method_us"]), (r["reference"], r["reference_us"])):
+            if name.startswith("spawn") or name.startswith("os.fork, child"):
+                continue
+            lines.setdefault(name, {})[r["rss_extra_mib"]] = us
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, points in sorted(lines.items()):
+        xs = sorted(points)
+        ax.plot(xs, [points[x] for x in xs], marker="o", label=name)
+    ax.set_xlabel("extra parent RSS (MiB)")
+    ax.set_ylabel("start -> exit -> reap, microseconds (log)")
+    ax.set_yscale("log")
+    m = report["machine"]
+    ax.set_title(f"pyclone: child start cost vs parent memory (CPython {m['python']}, {m['date']})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"\nplot written to {path}")
+    return True
+
+
 def main(quick=False, json_path=None, plot_path=None):
     report = run(quick=quick)
     report["results"] += run_pingpong(quick=quick)
@@ -247,5 +283,5 @@ def main(quick=False, json_path=None, plot_path=None):
         with open(json_path, "w") as f:
             json.dump(report, f, indent=2)
     if plot_path:
-        print("\n(--plot is not available yet)")
+        plot(report, plot_path)
     return 0
