@@ -445,49 +445,6 @@ def test_locals_of_abandoned_frames_are_released(depth):
     assert refs[0]() is None
 
 
-def test_consecutive_children_start_fresh():
-    """pyclone reuses a finished child's thread state for the next child:
-    nothing per-thread may carry over."""
-    import contextvars
-    local = threading.local()
-    var = contextvars.ContextVar("var", default="unset")
-    seen = []
-
-    def first():
-        local.x = "first"
-        var.set("first")
-        sys.set_coroutine_origin_tracking_depth(5)
-
-    def second():
-        seen.append((getattr(local, "x", None), var.get(),
-                     sys.get_coroutine_origin_tracking_depth()))
-    assert reap(P.clone(first, BORROWED)) == 0
-    assert reap(P.clone(second, BORROWED)) == 0
-    assert seen == [(None, "unset", 0)]
-
-
-def test_a_tracing_child_does_not_pass_its_tracer_on():
-    calls = []
-
-    def tracer(frame, event, arg):
-        calls.append(event)
-        return None
-
-    def traced():
-        sys.settrace(tracer)
-
-    def plain():
-        def inner():
-            return 1
-        inner()
-        return 0
-    assert reap(P.clone(traced, BORROWED)) == 0
-    del calls[:]
-    assert reap(P.clone(plain, BORROWED)) == 0
-    assert calls == []
-    assert sys.gettrace() is None
-
-
 def thread_states():
     """How many thread states the interpreter holds (public C API)."""
     api = ctypes.pythonapi

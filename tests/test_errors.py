@@ -283,6 +283,9 @@ def test_nothing_left_behind_after_errors():
     thread state behind, in every mode."""
     from pyclone import _child, _core
     from test_borrowed_mode import thread_states
+    # A borrowed clone leaves its caller one idle thread state (reused):
+    # take the baseline after one.
+    assert reap(P.clone(noop, P.CLONE_VM | P.CLONE_VFORK | signal.SIGCHLD)) == 0
     fds, maps, states = _fds(), _anon_rw_mappings(), thread_states()
     for _ in range(50):
         with pytest.raises(OSError):
@@ -296,7 +299,7 @@ def test_nothing_left_behind_after_errors():
                         signal.SIGCHLD, 1 << 24, _child.plan(noop, (), {}))
     assert _fds() == fds
     assert _anon_rw_mappings() == maps
-    assert thread_states() == states
+    assert thread_states() <= states    # idle hosts may have left meanwhile
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG | P.WALL)
 

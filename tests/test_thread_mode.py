@@ -482,38 +482,6 @@ def test_thread_mode_children_of_child_processes(outer):
     assert reap(P.clone(lambda: 5, THREAD)) == 5
 
 
-def test_consecutive_children_start_fresh():
-    """A host reuses a finished child's thread state for its next child:
-    nothing per-thread may carry over."""
-    import contextvars
-    local = threading.local()
-    var = contextvars.ContextVar("var", default="unset")
-    seen = []
-
-    def first():
-        local.x = "first"
-        var.set("first")
-
-    def second():
-        seen.append((getattr(local, "x", None), var.get()))
-    for _ in range(3):
-        assert reap(P.clone(first, THREAD)) == 0
-        assert reap(P.clone(second, THREAD)) == 0
-    assert seen == [(None, "unset")] * 3
-
-
-def test_a_tracing_child_does_not_pass_its_tracer_on():
-    calls = []
-
-    def tracer(frame, event, arg):
-        calls.append(event)
-
-    assert reap(P.clone(sys.settrace, THREAD, args=(tracer,))) == 0
-    del calls[:]
-    assert reap(P.clone(lambda: [0 for _ in range(3)] and 0, THREAD)) == 0
-    assert calls == []
-
-
 @pytest.mark.parametrize("sighand", [False, True])
 def test_signal_to_a_child_runs_the_python_handler_in_the_main_thread(sighand):
     """The C-level handler runs in the child (its kernel table is a copy of
