@@ -322,6 +322,9 @@ thread_join(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "ip:thread_join", &tid, &nohang)) {
         return NULL;
     }
+    if (host_none()) {
+        Py_RETURN_NONE;
+    }
     Py_BEGIN_ALLOW_THREADS
     r = host_join_thread((pid_t)tid, nohang, &status);
     Py_END_ALLOW_THREADS
@@ -384,7 +387,7 @@ wait_pid(PyObject *module, PyObject *args)
         return raise_errno(errno, "waitpid");
     }
 #if PYCLONE_HAVE_VM_MODES
-    if (r > 0) {
+    if (r > 0 && !host_none()) {
         /* A thread-mode child's host may still be cleaning up after it. */
         Py_BEGIN_ALLOW_THREADS
         host_wait_settled(r);

@@ -143,6 +143,9 @@ child_call_target(PyObject *plan)
 static void PYCLONE_NOINLINE
 child_leave_process(void)
 {
+    if (host_none()) {
+        return;                 /* thread mode never used: nothing to wait for */
+    }
     Py_BEGIN_ALLOW_THREADS
     host_leave_process();
     Py_END_ALLOW_THREADS

@@ -117,6 +117,15 @@ host_unlink(struct host *h)     /* host_lock held */
 }
 
 int
+host_none(void)
+{
+    /* A hint without the locks: both lists empty means no host or
+     * thread-mode child exists in any process sharing this memory. */
+    return __atomic_load_n(&registry, __ATOMIC_ACQUIRE) == NULL
+           && __atomic_load_n(&hosts, __ATOMIC_ACQUIRE) == NULL;
+}
+
+int
 host_parked_count(void)
 {
     pid_t me = getpid();
@@ -530,6 +539,9 @@ host_after_fork_child(void)
 void
 host_leave_process(void)
 {
+    if (host_none()) {
+        return;
+    }
     pid_t me = getpid();
     /* 1. Our running thread-mode children: their hosts are our threads. */
     host_join_all();

@@ -62,6 +62,10 @@ void host_wait_settled(pid_t pid);
  * (at interpreter exit).  Called without the GIL. */
 void host_join_all(void);
 
+/* True when no host and no thread-mode child exists (a lock-free hint,
+ * exact when thread mode was never used): lets callers skip the locks. */
+int host_none(void);
+
 /* Hosts parked with no work: they hold no lock, so a raw clone does not
  * need to count them as threads that could. */
 int host_parked_count(void);
