@@ -325,9 +325,14 @@ thread_join(PyObject *module, PyObject *args)
     if (host_none()) {
         Py_RETURN_NONE;
     }
-    Py_BEGIN_ALLOW_THREADS
-    r = host_join_thread((pid_t)tid, nohang, &status);
-    Py_END_ALLOW_THREADS
+    /* A look first, with the GIL (the registry lock is never held while
+     * waiting for the GIL); release it only to wait. */
+    r = host_join_thread((pid_t)tid, 1, &status);
+    if (r == 0 && !nohang) {
+        Py_BEGIN_ALLOW_THREADS
+        r = host_join_thread((pid_t)tid, 0, &status);
+        Py_END_ALLOW_THREADS
+    }
     if (r < 0) {
         Py_RETURN_NONE;
     }
@@ -387,8 +392,8 @@ wait_pid(PyObject *module, PyObject *args)
         return raise_errno(errno, "waitpid");
     }
 #if PYCLONE_HAVE_VM_MODES
-    if (r > 0 && !host_none()) {
-        /* A thread-mode child's host may still be cleaning up after it. */
+    if (r > 0 && !host_none() && !host_settled(r)) {
+        /* A thread-mode child's host is still cleaning up after it. */
         Py_BEGIN_ALLOW_THREADS
         host_wait_settled(r);
         Py_END_ALLOW_THREADS

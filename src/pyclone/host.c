@@ -487,18 +487,31 @@ host_join_thread(pid_t tid, int nohang, int *status)
     return done;
 }
 
+/* The pending job of process child `pid`, or NULL (registry_lock held). */
+static struct thread_job *
+pending_process_job(pid_t pid)
+{
+    struct thread_job *job = registry;
+    while (job != NULL && !(job->pid == pid && !(job->flags & CLONE_THREAD))) {
+        job = job->next;
+    }
+    return job != NULL && !job->done ? job : NULL;
+}
+
+int
+host_settled(pid_t pid)
+{
+    pthread_mutex_lock(&registry_lock);
+    int settled = pending_process_job(pid) == NULL;
+    pthread_mutex_unlock(&registry_lock);
+    return settled;
+}
+
 void
 host_wait_settled(pid_t pid)
 {
     pthread_mutex_lock(&registry_lock);
-    for (;;) {
-        struct thread_job *job = registry;
-        while (job != NULL && !(job->pid == pid && !(job->flags & CLONE_THREAD))) {
-            job = job->next;
-        }
-        if (job == NULL || job->done) {
-            break;
-        }
+    while (pending_process_job(pid) != NULL) {
         pthread_cond_wait(&registry_cond, &registry_lock);
     }
     pthread_mutex_unlock(&registry_lock);

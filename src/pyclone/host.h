@@ -57,6 +57,8 @@ int host_join_thread(pid_t tid, int nohang, int *status);
 /* After waitpid() reaped thread-mode child `pid`: waits until its host has
  * cleaned up after it and parked.  Without the GIL. */
 void host_wait_settled(pid_t pid);
+/* The same, without waiting: 1 if there is nothing to wait for. */
+int host_settled(pid_t pid);
 
 /* Waits until every thread-mode child this process started has finished
  * (at interpreter exit).  Called without the GIL. */
