@@ -195,13 +195,6 @@ def ballast(size):
     return bytes([1]) * size if size else b""
 
 
-def rss_mib():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-
-
 def run(quick=False, pairs=None, sizes=None):
     lib = load_baseline()
     table = methods(lib)
