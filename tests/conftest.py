@@ -92,3 +92,27 @@ needs_root = pytest.mark.skipif(not is_root(), reason="needs root (CAP_SYS_ADMIN
 
 FORK = signal.SIGCHLD
 BORROWED = pyclone.CLONE_VM | pyclone.CLONE_VFORK | signal.SIGCHLD
+
+
+def in_forked_child(fn):
+    """Runs fn in an os.fork() child; returns what it printed to a pipe."""
+    import warnings
+    r, w = os.pipe()
+    with warnings.catch_warnings():
+        # 3.12+ os.fork() counts pyclone's idle host threads (from earlier
+        # thread-mode tests) as threads; they hold no lock.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            out = fn()
+        except BaseException as exc:
+            out = f"{type(exc).__name__}: {exc}"
+        os.write(w, str(out).encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        out = f.read()
+    assert reap(pid) == 0
+    return out

@@ -5,6 +5,8 @@ file descriptors, cwd/umask, signal handlers, namespaces, thread group) is
 chosen flag by flag, as the system call offers it.  See the README.
 """
 from ._core import clone, waitpid
+from ._clone3 import CloneResult, clone3
+from .child import Child, ChildError, run
 from ._rules import DEFAULT_STACK_SIZE, MIN_STACK_SIZE
 from .flags import CSIGNAL, WALL, WCLONE, WNOTHREAD, CloneFlags
 from .msgqueue import Queue
@@ -39,7 +41,7 @@ CLONE_IO = CloneFlags.CLONE_IO
 CLONE_CLEAR_SIGHAND = CloneFlags.CLONE_CLEAR_SIGHAND
 CLONE_INTO_CGROUP = CloneFlags.CLONE_INTO_CGROUP
 
-__all__ = ["clone", "waitpid", "Semaphore", "RecursiveSemaphore", "Queue",
+__all__ = ["clone", "clone3", "CloneResult", "Child", "ChildError", "run", "waitpid", "Semaphore", "RecursiveSemaphore", "Queue",
            "CloneFlags", "CSIGNAL", "WALL", "WCLONE",
            "WNOTHREAD", "DEFAULT_STACK_SIZE", "MIN_STACK_SIZE",
            "CLONE_NEWTIME",

@@ -6,11 +6,13 @@
  * OSError from errno, naming the call (see raise_errno).
  *
  * Entry points:
- *   clone_fork(plan, flags, exit_signal, method, unshare_flags) -> pid
- *   clone_borrowed(plan, flags, exit_signal, carve_min, map_size) -> pid
+ *   clone_fork(plan, flags, exit_signal, method, unshare_flags[, extras]) -> pid
+ *   clone_borrowed(plan, flags, exit_signal, carve_min, map_size[, extras]) -> pid
+ *   clone_thread(plan, flags, exit_signal, stack_size[, extras]) -> pid
+ *     extras = (want_pidfd, cgroup_fd or -1, set_tid tuple) asks for clone3's
+ *     features; the result is then (pid, pidfd or -1).
  *   wait_pid(pid, options) -> (pid, status)
  *   process_single_threaded() -> bool
- *   clone_thread(plan, flags, exit_signal, stack_size) -> pid
  *   thread_join(tid, nohang), join_thread_children(), parked_hosts()
  *   stack_room() -> int, stack_pointer() -> int
  */
@@ -25,6 +27,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,6 +41,65 @@
 #include "tstate.h"
 
 #define CLONE_CLEAR_SIGHAND_BIT 0x100000000ULL
+#define CLONE_PIDFD_BIT 0x00001000ULL
+#define MAX_SET_TID 32      /* MAX_PID_NS_LEVEL */
+
+/* clone3's extras of one request, and where the pidfd lands. */
+struct clone_extras {
+    int given;
+    int pidfd;
+    pid_t set_tid[MAX_SET_TID];
+};
+
+/* Parses extras (None, or (want_pidfd, cgroup_fd, set_tid tuple)) into
+ * `req`, which must already hold flags and exit signal.  The Python layer
+ * has checked the values; this only converts them. */
+static int
+parse_extras(PyObject *obj, struct clone_request *req, struct clone_extras *x)
+{
+    x->given = 0;
+    x->pidfd = -1;
+    if (obj == NULL || obj == Py_None) {
+        return 0;
+    }
+    int want_pidfd, cgroup_fd;
+    PyObject *set_tid;
+    if (!PyArg_ParseTuple(obj, "piO!:extras", &want_pidfd, &cgroup_fd, &PyTuple_Type,
+                          &set_tid)) {
+        return -1;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(set_tid);
+    if (n > MAX_SET_TID) {
+        PyErr_SetString(PyExc_ValueError, "set_tid holds at most 32 pids");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long v = PyLong_AsLong(PyTuple_GET_ITEM(set_tid, i));
+        if (v == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        x->set_tid[i] = (pid_t)v;
+    }
+    x->given = 1;
+    req->cgroup_fd = cgroup_fd;
+    req->set_tid = n ? x->set_tid : NULL;
+    req->set_tid_size = (size_t)n;
+    if (want_pidfd) {
+        req->flags |= CLONE_PIDFD_BIT;
+        req->pidfd_out = &x->pidfd;
+    }
+    return 0;
+}
+
+/* The entry points' result: the pid, or (pid, pidfd) when extras were given. */
+static PyObject *
+clone_result(pid_t pid, const struct clone_extras *x)
+{
+    if (!x->given) {
+        return PyLong_FromLong((long)pid);
+    }
+    return Py_BuildValue("ii", (int)pid, x->pidfd);
+}
 
 /* Sets OSError(err, "<strerror> (<call>)"), of the errno subclass the
  * OSError constructor picks (PermissionError for EPERM, ...).  Returns NULL. */
@@ -142,14 +205,23 @@ stage_call(int stage)
 static PyObject *
 clone_fork(PyObject *module, PyObject *args)
 {
-    PyObject *plan;
+    PyObject *plan, *extras_obj = NULL;
     unsigned long long flags, unshare_flags;
     int exit_signal, method;
-    if (!PyArg_ParseTuple(args, "O!KiiK:clone_fork", &PyTuple_Type, &plan, &flags,
-                          &exit_signal, &method, &unshare_flags)) {
+    if (!PyArg_ParseTuple(args, "O!KiiK|O:clone_fork", &PyTuple_Type, &plan, &flags,
+                          &exit_signal, &method, &unshare_flags, &extras_obj)) {
         return NULL;
     }
     if (check_plan(plan) < 0) {
+        return NULL;
+    }
+    struct clone_request req = {flags, exit_signal, -1, NULL, 0, NULL};
+    struct clone_extras extras;
+    if (parse_extras(extras_obj, &req, &extras) < 0) {
+        return NULL;
+    }
+    if (method != FORK_RAW && (req.cgroup_fd >= 0 || req.set_tid_size)) {
+        PyErr_SetString(PyExc_ValueError, "cgroup and set_tid need the raw clone");
         return NULL;
     }
     if (refuse_context() < 0) {
@@ -163,7 +235,6 @@ clone_fork(PyObject *module, PyObject *args)
         return raise_errno(errno, "pipe2");
     }
 
-    struct clone_request req = {flags, exit_signal, -1, NULL, 0, NULL};
     sigset_t all, old;
     sigfillset(&all);
     struct fork_child_plan child = {method, unshare_flags, 0, pipefd[1], &old, plan};
@@ -191,7 +262,8 @@ clone_fork(PyObject *module, PyObject *args)
         if (pipefd[0] >= 0) {
             (void)close(pipefd[0]);
         }
-        return raise_errno(saved_errno, method == FORK_RAW ? "clone" : "fork");
+        return raise_errno(saved_errno, method != FORK_RAW ? "fork"
+                                       : used_clone3 ? "clone3" : "clone");
     }
     if (pipefd[0] >= 0) {
         struct child_report rep = {STAGE_OK, 0, 0};
@@ -215,7 +287,21 @@ clone_fork(PyObject *module, PyObject *args)
             pid = rep.pid;
         }
     }
-    return PyLong_FromLong((long)pid);
+    if (req.pidfd_out != NULL && method != FORK_RAW) {
+        /* fork() cannot carry CLONE_PIDFD.  The child is ours and unreaped
+         * (nobody else waits for it unless another thread waits for any
+         * child), so its pid cannot have been reused yet. */
+        extras.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (extras.pidfd < 0) {
+            int err = errno;
+            (void)kill(pid, SIGKILL);
+            Py_BEGIN_ALLOW_THREADS
+            reap_now(pid);
+            Py_END_ALLOW_THREADS
+            return raise_errno(err, "pidfd_open");
+        }
+    }
+    return clone_result(pid, &extras);
 }
 
 /* ---- borrowed mode ---------------------------------------------------- */
@@ -224,15 +310,20 @@ static PyObject *
 clone_borrowed(PyObject *module, PyObject *args)
 {
 #if PYCLONE_HAVE_VM_MODES
-    PyObject *plan_tuple;
+    PyObject *plan_tuple, *extras_obj = NULL;
     unsigned long long flags;
     int exit_signal;
     Py_ssize_t carve_min, map_size;
-    if (!PyArg_ParseTuple(args, "O!Kinn:clone_borrowed", &PyTuple_Type, &plan_tuple,
-                          &flags, &exit_signal, &carve_min, &map_size)) {
+    if (!PyArg_ParseTuple(args, "O!Kinn|O:clone_borrowed", &PyTuple_Type, &plan_tuple,
+                          &flags, &exit_signal, &carve_min, &map_size, &extras_obj)) {
         return NULL;
     }
     if (check_plan(plan_tuple) < 0) {
+        return NULL;
+    }
+    struct clone_request req = {flags, exit_signal, -1, NULL, 0, NULL};
+    struct clone_extras extras;
+    if (parse_extras(extras_obj, &req, &extras) < 0) {
         return NULL;
     }
     if (refuse_context() < 0) {
@@ -241,7 +332,6 @@ clone_borrowed(PyObject *module, PyObject *args)
 
     struct borrowed_plan plan;
     plan.plan = plan_tuple;
-    plan.clear_sighand = (flags & CLONE_CLEAR_SIGHAND_BIT) != 0;
     plan.clean = 0;
     plan.tstate = tstate_for_child(PyThreadState_GetInterpreter(PyThreadState_Get()));
     if (plan.tstate == NULL) {
@@ -254,8 +344,7 @@ clone_borrowed(PyObject *module, PyObject *args)
         return raise_errno(err, "mmap (child stack)");
     }
 
-    /* The legacy clone keeps 32 flag bits and the exit signal in one int. */
-    int word = (int)(unsigned int)((flags & 0xffffff00ULL) | (unsigned)exit_signal);
+    struct vm_start start = {child_borrowed_main, &plan, st.top, NULL, NULL, NULL};
     sigset_t all;
     sigfillset(&all);
     /* Release the GIL so other threads run while this one is suspended;
@@ -263,7 +352,7 @@ clone_borrowed(PyObject *module, PyObject *args)
      * before its thread state is attached (the child restores the mask). */
     PyThreadState *parent = PyEval_SaveThread();
     (void)pthread_sigmask(SIG_SETMASK, &all, &plan.mask);
-    pid_t pid = clone(child_borrowed_main, st.top, word, &plan);
+    pid_t pid = rawclone_vm(&req, &start, &plan.clear_sighand);
     int saved_errno = errno;
     /* Read before this thread reuses the stack the child ran on. */
     void *child_frame = frames_top(plan.tstate);
@@ -271,9 +360,9 @@ clone_borrowed(PyObject *module, PyObject *args)
     tstate_settle_borrowed(parent, plan.tstate, child_frame, plan.clean || pid < 0);
     stack_release(&st);
     if (pid < 0) {
-        return raise_errno(saved_errno, "clone");
+        return raise_errno(saved_errno, extras.given ? "clone3" : "clone");
     }
-    return PyLong_FromLong((long)pid);
+    return clone_result(pid, &extras);
 #else
     return refuse_vm_modes();
 #endif
@@ -285,12 +374,12 @@ static PyObject *
 clone_thread(PyObject *module, PyObject *args)
 {
 #if PYCLONE_HAVE_VM_MODES
-    PyObject *plan;
+    PyObject *plan, *extras_obj = NULL;
     unsigned long long flags;
     int exit_signal;
     Py_ssize_t stack_size;
-    if (!PyArg_ParseTuple(args, "O!Kin:clone_thread", &PyTuple_Type, &plan, &flags,
-                          &exit_signal, &stack_size)) {
+    if (!PyArg_ParseTuple(args, "O!Kin|O:clone_thread", &PyTuple_Type, &plan, &flags,
+                          &exit_signal, &stack_size, &extras_obj)) {
         return NULL;
     }
     if (refuse_context() < 0 || check_plan(plan) < 0) {
@@ -300,16 +389,30 @@ clone_thread(PyObject *module, PyObject *args)
     if (job == NULL) {
         return PyErr_NoMemory();
     }
+    struct clone_extras extras;
+    job->req = (struct clone_request){flags, exit_signal, -1, NULL, 0, NULL};
+    if (parse_extras(extras_obj, &job->req, &extras) < 0) {
+        PyMem_RawFree(job);
+        return NULL;
+    }
+    /* The job outlives this call's locals: point into it. */
+    memcpy(job->set_tid, extras.set_tid, sizeof job->set_tid);
+    if (job->req.set_tid != NULL) {
+        job->req.set_tid = job->set_tid;
+    }
+    if (job->req.pidfd_out != NULL) {
+        job->pidfd = -1;
+        job->req.pidfd_out = &job->pidfd;
+    }
     job->plan = plan;
     job->flags = flags;
     job->exit_signal = exit_signal;
     job->stack_size = (size_t)stack_size;
-    job->clear_sighand = (flags & CLONE_CLEAR_SIGHAND_BIT) != 0;
-    pid_t pid = host_start(job);
+    pid_t pid = host_start(job, &extras.pidfd);
     if (pid < 0) {
-        return raise_errno(errno, "clone (thread mode)");
+        return raise_errno(errno, extras.given ? "clone3 (thread mode)" : "clone (thread mode)");
     }
-    return PyLong_FromLong((long)pid);
+    return clone_result(pid, &extras);
 #else
     return refuse_vm_modes();
 #endif
@@ -362,6 +465,36 @@ after_fork_child(PyObject *module, PyObject *unused)
 {
     tstate_forget_spare();
     host_after_fork_child();
+    Py_RETURN_NONE;
+}
+
+/* ---- child setup the os module lacks ---------------------------------- */
+
+static PyObject *
+set_pdeathsig(PyObject *module, PyObject *args)
+{
+    int sig;
+    if (!PyArg_ParseTuple(args, "i:set_pdeathsig", &sig)) {
+        return NULL;
+    }
+    if (prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0UL, 0UL, 0UL) != 0) {
+        return raise_errno(errno, "prctl(PR_SET_PDEATHSIG)");
+    }
+    Py_RETURN_NONE;
+}
+
+/* A signal to one thread of this process, by tid (os.kill would signal the
+ * whole thread group). */
+static PyObject *
+signal_thread(PyObject *module, PyObject *args)
+{
+    int tid, sig;
+    if (!PyArg_ParseTuple(args, "ii:signal_thread", &tid, &sig)) {
+        return NULL;
+    }
+    if (syscall(SYS_tgkill, getpid(), tid, sig) != 0) {
+        return raise_errno(errno, "tgkill");
+    }
     Py_RETURN_NONE;
 }
 
@@ -604,6 +737,10 @@ static PyMethodDef clone_methods[] = {
     {"sem_sysv_post", sem_sysv_post, METH_VARARGS, "sem_sysv_post(id, n), with SEM_UNDO."},
     {"sem_sysv_rm", sem_sysv_rm, METH_VARARGS, "sem_sysv_rm(id): remove the set."},
     {"sem_sysv_getval", sem_sysv_getval, METH_VARARGS, "sem_sysv_getval(id) -> value."},
+    {"set_pdeathsig", set_pdeathsig, METH_VARARGS,
+     "set_pdeathsig(sig): prctl(PR_SET_PDEATHSIG) for the calling thread."},
+    {"signal_thread", signal_thread, METH_VARARGS,
+     "signal_thread(tid, sig): tgkill() to a thread of this process."},
     {"wait_pid", wait_pid, METH_VARARGS,
      "wait_pid(pid, options) -> (pid, status); options may hold __WALL/__WCLONE."},
     {"process_single_threaded", process_single_threaded, METH_NOARGS,
@@ -644,7 +781,8 @@ clone_exec(PyObject *module)
         || PyModule_AddIntConstant(module, "FORK_LIBC_INTERMEDIATE", FORK_LIBC_INTERMEDIATE) < 0
         || PyModule_AddIntConstant(module, "PAGE_SIZE", getpagesize()) < 0
         || PyModule_AddIntConstant(module, "HAVE_VM_MODES", PYCLONE_HAVE_VM_MODES) < 0
-        || PyModule_AddIntConstant(module, "HAVE_THREAD_MODE", PYCLONE_HAVE_VM_MODES) < 0) {
+        || PyModule_AddIntConstant(module, "HAVE_THREAD_MODE", PYCLONE_HAVE_VM_MODES) < 0
+        || PyModule_AddIntConstant(module, "HAVE_CLONE3_VM", RAWCLONE_HAVE_CLONE3_VM) < 0) {
         return -1;
     }
     return 0;

@@ -7,7 +7,7 @@ import threading
 import warnings
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-from . import _clone, _child, _errors, _rules
+from . import _clone, _errors, _exit, _rules
 from ._rules import F
 from .flags import WALL
 
@@ -63,7 +63,7 @@ def thread_count():
         return 0          # unknown
 
 
-def fork_method(bits, exit_signal):
+def fork_method(bits, exit_signal, raw_only=False, prefer_raw=False):
     """How to make a fork-mode child as safely as os.fork().
 
     glibc's fork() takes the malloc, stdio and loader locks around the system
@@ -72,13 +72,18 @@ def fork_method(bits, exit_signal):
     wherever the request can be expressed as fork() plus steps the child
     takes itself; a raw clone when the process is single-threaded (nothing
     to skip) or when only the raw call can express the request (then warn).
+    ``raw_only``: clone3's cgroup or set_tid, which fork() cannot carry.
+    ``prefer_raw``: a pidfd is wanted, which only the raw call returns
+    race-free (after fork() pyclone opens one at once with pidfd_open).
     """
     rest = bits & ~F.CLONE_CLEAR_SIGHAND          # emulated after fork()
-    plain = exit_signal == signal.SIGCHLD
-    if plain and not rest & ~_UNSHAREABLE:
+    plain = exit_signal == signal.SIGCHLD and not raw_only
+    if plain and not rest & ~_UNSHAREABLE and not prefer_raw:
         return _clone.FORK_LIBC, rest
     if other_threads() == 0:
         return _clone.FORK_RAW, 0
+    if plain and not rest & ~_UNSHAREABLE:
+        return _clone.FORK_LIBC, rest
     if plain and not rest & ~(_UNSHAREABLE | _FOR_CHILDREN):
         return _clone.FORK_LIBC_INTERMEDIATE, rest
     return None, 0
@@ -91,7 +96,8 @@ def _warn_threads(method, stacklevel):
             "needs a raw clone, which skips glibc's fork-time lock handling: the "
             "child may deadlock in malloc or stdio. Drop the flags that need it "
             "(CLONE_FILES, CLONE_FS, CLONE_SYSVSEM, CLONE_PARENT, CLONE_VFORK, "
-            "an exit signal other than SIGCHLD...) or clone before starting threads.",
+            "an exit signal other than SIGCHLD, clone3's cgroup or set_tid...) or "
+            "clone before starting threads.",
             RuntimeWarning, stacklevel=stacklevel + 1)
 
 
@@ -107,12 +113,19 @@ def _warn_like_os_fork(stacklevel):
                       stacklevel=stacklevel + 1)
 
 
-def start(mode, bits, exit_signal, stack_size, plan, stacklevel=2):
-    """Runs an already checked and audited request; returns the child's pid."""
+def start(mode, bits, exit_signal, stack_size, plan, stacklevel=2, extras=None):
+    """Runs an already checked and audited request; returns the child's pid,
+    or (pid, pidfd or -1) when ``extras`` (want_pidfd, cgroup_fd, set_tid)
+    asks for clone3's features."""
     try:
         if mode == "fork":
-            _child.flush_std_streams()    # never duplicate buffered output
-            method, unshare = fork_method(bits, exit_signal)
+            _exit.flush_std_streams()    # never duplicate buffered output
+            if extras is None:
+                method, unshare = fork_method(bits, exit_signal)
+            else:
+                method, unshare = fork_method(bits, exit_signal,
+                                              raw_only=extras[1] >= 0 or bool(extras[2]),
+                                              prefer_raw=extras[0])
             _warn_threads(method, stacklevel + 1)
             # Decide everything now: after the fork, every page the parent
             # touches while the child lives is a copy-on-write fault.
@@ -120,7 +133,7 @@ def start(mode, bits, exit_signal, stack_size, plan, stacklevel=2):
                           and not _clone.process_single_threaded())
             pid = _clone.clone_fork(plan, bits, exit_signal,
                                     _clone.FORK_RAW if method is None else method,
-                                    unshare)
+                                    unshare, extras)
             if warn_after:
                 _warn_like_os_fork(stacklevel + 1)
             return pid
@@ -134,11 +147,12 @@ def start(mode, bits, exit_signal, stack_size, plan, stacklevel=2):
                 _per_thread.guard = _SpareGuard()
             carve_min = stack_size or _rules.CARVE_MIN_DEFAULT
             map_size = stack_size or _rules.DEFAULT_STACK_SIZE
-            return _clone.clone_borrowed(plan, bits, exit_signal, carve_min, map_size)
+            return _clone.clone_borrowed(plan, bits, exit_signal, carve_min, map_size,
+                                         extras)
         return _clone.clone_thread(plan, bits, exit_signal,
-                                   stack_size or _rules.DEFAULT_STACK_SIZE)
+                                   stack_size or _rules.DEFAULT_STACK_SIZE, extras)
     except OSError as exc:
-        new = _errors.translate(exc, bits)
+        new = _errors.translate(exc, bits, extras)
         if new is exc:
             raise
         raise new from exc
@@ -199,8 +213,8 @@ def clone(fn: Callable[..., Any], flags: int = signal.SIGCHLD,
 
 
 _checked_clone_flags: Dict[int, Tuple[int, int, str]] = {}
-_on_return = _child.on_return
-_on_exception = _child.on_exception
+_on_return = _exit.on_return
+_on_exception = _exit.on_exception
 
 
 def _check_clone_flags(flags):

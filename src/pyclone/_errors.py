@@ -13,11 +13,57 @@ _USERNS_HINT = ("unprivileged user namespaces may be disabled: see the sysctls "
                 "AppArmor's kernel.apparmor_restrict_unprivileged_userns")
 
 
-def translate(exc, bits):
+def clone3_features(bits, extras):
+    """Names of what only the clone3 system call can do in this request."""
+    names = []
+    if bits & F.CLONE_NEWTIME:
+        names.append("CLONE_NEWTIME")
+    if extras is not None:
+        if extras[1] >= 0:
+            names.append("CLONE_INTO_CGROUP (cgroup=)")
+        if extras[2]:
+            names.append("set_tid")
+    return names
+
+
+def translate(exc, bits, extras=None):
     """The exception to raise (chained by the caller) for OSError `exc` from a
-    clone with flag bits `bits`."""
+    clone with flag bits `bits` and clone3 extras `extras`
+    (want_pidfd, cgroup_fd, set_tid) or None."""
     err = exc.errno
     what = exc.strerror or ""
+    if err == errno.ENOSYS:
+        features = clone3_features(bits, extras) or ["this request"]
+        return NotImplementedError(
+            f"{', '.join(features)} need the clone3 system call (Linux 5.3+; "
+            f"CLONE_INTO_CGROUP 5.7+), which this kernel does not offer [{what}]")
+    if extras is not None and extras[2]:
+        if err == errno.EEXIST:
+            return FileExistsError(err, f"set_tid {list(extras[2])}: a requested pid is "
+                                        f"already in use [{what}]")
+        if err == errno.EPERM:
+            return PermissionError(err, "set_tid needs CAP_SYS_ADMIN or "
+                                        "CAP_CHECKPOINT_RESTORE in the user namespace "
+                                        "that owns each target PID namespace, and a "
+                                        "seccomp filter must not forbid clone3 "
+                                        f"[{what}]")
+        if err == errno.EINVAL:
+            return OSError(err, "set_tid was refused: it may not name more pids than the "
+                                "child has PID namespace levels, and a pid other than 1 "
+                                "needs an existing init in that namespace "
+                                f"[{what}]")
+    if extras is not None and extras[1] >= 0 and err in (errno.EBUSY, errno.EOPNOTSUPP,
+                                                         errno.EBADF):
+        return OSError(err, "the kernel refused the cgroup: it must be a cgroup v2 "
+                            "directory with no controllers enabled in its "
+                            "cgroup.subtree_control (no internal processes), and not "
+                            f"a threaded cgroup for a new process [{what}]")
+    if err == errno.EPERM and clone3_features(bits, extras):
+        features = ", ".join(clone3_features(bits, extras))
+        return PermissionError(err, f"clone3 was refused and {features} cannot fall back to "
+                                    "clone: a seccomp filter may forbid clone3 (container "
+                                    "runtimes answer EPERM), or CAP_SYS_ADMIN is missing "
+                                    f"[{what}]")
     if err == errno.EPERM:
         privileged = bits & _NEEDS_SYS_ADMIN
         if privileged and not bits & F.CLONE_NEWUSER:

@@ -52,6 +52,9 @@ _KERNEL_RULES = (
     (lambda b: b & F.CLONE_CLEAR_SIGHAND and b & F.CLONE_SIGHAND,
      "CLONE_CLEAR_SIGHAND cannot be combined with CLONE_SIGHAND: a shared "
      "handler table cannot be reset for the child alone."),
+    (lambda b: b & F.CLONE_INTO_CGROUP and b & F.CLONE_THREAD,
+     "CLONE_INTO_CGROUP (cgroup=) cannot be combined with CLONE_THREAD: the "
+     "threads of a process live in one cgroup."),
     (lambda b: b & F.CLONE_PIDFD and b & F.CLONE_THREAD,
      "CLONE_PIDFD cannot be combined with CLONE_THREAD: pidfds refer to "
      "thread-group leaders."),

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 
-from . import _child, _core
+from . import _core, _exit
 from .flags import CloneFlags as F
 
 MiB = 1024 * 1024
@@ -60,7 +60,7 @@ def methods(lib):
         pid = os.fork()
         if pid == 0:
             _noop()
-            _child.flush_std_streams()
+            _exit.flush_std_streams()
             os._exit(0)
         os.waitpid(pid, 0)
 

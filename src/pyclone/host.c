@@ -280,10 +280,11 @@ host_run(struct host *h, struct thread_job *job)
     job->tid_word = -1;
     char here;
     char *top = (char *)(((uintptr_t)&here - CARVE_MARGIN) & ~(uintptr_t)15);
-    int flags = (int)(unsigned int)((job->flags & 0xffffff00ULL) | (unsigned)job->exit_signal)
-                | CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
-    pid_t pid = clone(child_thread_main, top, flags, job, &job->tid_word,
-                      __builtin_thread_pointer(), &job->tid_word);
+    struct clone_request req = job->req;
+    req.flags |= CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
+    struct vm_start start = {child_thread_main, job, top, __builtin_thread_pointer(),
+                             &job->tid_word, &job->tid_word};
+    pid_t pid = rawclone_vm(&req, &start, &job->clear_sighand);
     if (pid < 0) {
         int err = errno;            /* no child: errno is still ours */
         job->done = 1;              /* nothing for waiters: the caller unlinks it */
@@ -407,7 +408,7 @@ host_create(size_t stack_size, struct thread_job *job)
 /* ---- the caller's side ------------------------------------------------ */
 
 pid_t
-host_start(struct thread_job *job)
+host_start(struct thread_job *job, int *pidfd)
 {
     Py_INCREF(job->plan);
     job->interp = PyThreadState_GetInterpreter(PyThreadState_Get());
@@ -443,6 +444,7 @@ host_start(struct thread_job *job)
     pthread_mutex_lock(&registry_lock);
     pid_t pid = job->pid;
     int err = job->err;
+    *pidfd = job->req.pidfd_out != NULL ? job->pidfd : -1;
     job->caller_seen = 1;
     if (pid < 0) {
         registry_unlink(job);

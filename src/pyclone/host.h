@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "rawclone.h"
+
 /* One thread-mode child, from request to cleanup. */
 struct thread_job {
     PyObject *plan;             /* (fn, args, kwargs, on_return, on_exception), owned */
@@ -24,8 +26,11 @@ struct thread_job {
     uint64_t flags;
     int exit_signal;
     size_t stack_size;
+    struct clone_request req;   /* flags, exit signal and clone3's extras */
+    pid_t set_tid[32];          /* req.set_tid points here */
+    int pidfd;                  /* req.pidfd_out points here under CLONE_PIDFD */
     sigset_t mask;              /* the caller's mask, which the child starts with */
-    int clear_sighand;          /* emulate CLONE_CLEAR_SIGHAND (not in legacy clone) */
+    int clear_sighand;          /* emulate CLONE_CLEAR_SIGHAND (legacy clone) */
     PyThreadState *tstate;      /* made by the host, on the host's TLS */
 
     uint32_t started;           /* futex: the host issued the clone */
@@ -42,11 +47,11 @@ struct thread_job {
 };
 
 /* Starts a child on a pooled (or new) host; returns its pid or tid, or -1
- * with errno set (the job is then freed).  `job` comes from PyMem_RawCalloc
+ * with errno set (the job is then freed); *pidfd gets job->pidfd.  `job` comes from PyMem_RawCalloc
  * and belongs to pyclone from here on.  Called with the GIL, which it
  * releases while it waits for the host to issue the clone.  Takes a
  * reference to job->plan. */
-pid_t host_start(struct thread_job *job);
+pid_t host_start(struct thread_job *job, int *pidfd);
 
 /* CLONE_THREAD children cannot be waited for: join one through its tid.
  * Returns 1 and its exit status when it is gone (forgetting the job), 0 if

@@ -1,0 +1,160 @@
+"""clone3(): the modern call, with pidfds, cgroups, set_tid and the flags
+that do not fit in clone()'s 32 bits."""
+import os
+import signal
+import sys
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
+
+from . import _clone, _core, _exit, _rules
+from ._rules import F
+from .flags import CSIGNAL
+
+
+class CloneResult(NamedTuple):
+    """What clone3() returns: the child's pid (tid under CLONE_THREAD) and
+    its pidfd (None unless ``pidfd=True``; close it when done)."""
+    pid: int
+    pidfd: Optional[int]
+
+
+CgroupSpec = Union[int, str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+
+_MAX_PID_NS_LEVEL = 32
+
+
+def _pid_max():
+    try:
+        with open("/proc/sys/kernel/pid_max") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 1 << 22        # PID_MAX_LIMIT on 64-bit
+
+
+def check_set_tid(set_tid):
+    """None or a sequence of 1..32 pids, innermost PID namespace first."""
+    if set_tid is None:
+        return ()
+    if isinstance(set_tid, (str, bytes)) or not hasattr(set_tid, "__len__"):
+        raise TypeError("set_tid must be a sequence of pids, innermost namespace first, "
+                        f"not {type(set_tid).__name__!r}")
+    tids = tuple(_rules.check_int(t, "set_tid item") for t in set_tid)
+    if not 1 <= len(tids) <= _MAX_PID_NS_LEVEL:
+        raise ValueError(f"set_tid holds 1 to {_MAX_PID_NS_LEVEL} pids (one per PID "
+                         f"namespace level, innermost first), got {len(tids)}")
+    limit = _pid_max()
+    for t in tids:
+        if not 1 <= t < limit:
+            raise ValueError(f"set_tid pid {t} is out of range: pids run from 1 to "
+                             f"{limit - 1} (kernel.pid_max)")
+    return tids
+
+
+def check_cgroup(cgroup):
+    """Type check only; opening a path happens after the audit event."""
+    if cgroup is None or isinstance(cgroup, (str, bytes, os.PathLike)):
+        return cgroup
+    if isinstance(cgroup, bool):
+        raise TypeError("cgroup must be a directory fd or a path, not bool")
+    fd = _rules.check_int(cgroup, "cgroup (a directory fd or path)")
+    if fd < 0:
+        raise ValueError(f"cgroup fd {fd} is negative")
+    return fd
+
+
+def open_cgroup(cgroup):
+    """A directory fd for the cgroup, and whether we opened it (to close)."""
+    if isinstance(cgroup, int):
+        return cgroup, False
+    try:
+        fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            exc.errno, f"cgroup directory {os.fsdecode(cgroup)!r} does not exist: create it "
+            "with os.mkdir() under a cgroup v2 mount (see /proc/self/mounts, type "
+            "cgroup2) first", os.fsdecode(cgroup)) from None
+    try:
+        os.stat("cgroup.controllers", dir_fd=fd)
+    except FileNotFoundError:
+        os.close(fd)
+        raise ValueError(f"{os.fsdecode(cgroup)!r} is not a cgroup v2 directory (it has no "
+                         "cgroup.controllers): CLONE_INTO_CGROUP works only with "
+                         "cgroup v2") from None
+    return fd, True
+
+
+def check_clone3_flags(flags, exit_signal, pidfd, cgroup, set_tid):
+    """(bits, exit signal, mode, want_pidfd) after every check clone3 makes
+    before a system call."""
+    bits = _rules.check_int(flags, "flags")
+    if bits < 0:
+        raise ValueError(f"flags must not be negative, got {bits:#x}")
+    low = bits & CSIGNAL & ~F.CLONE_NEWTIME
+    if low:
+        raise ValueError(
+            f"flags has {low:#x} in its low byte: clone3 takes the exit signal "
+            f"separately (exit_signal=...); only CLONE_NEWTIME (0x80) lives there")
+    sig = _rules.check_int(exit_signal, "exit_signal")
+    if not 0 <= sig <= 64:
+        raise ValueError(f"exit_signal {sig} is not a signal: it must be 0..64")
+    want_pidfd = bool(pidfd) or bool(bits & F.CLONE_PIDFD)
+    bits &= ~F.CLONE_PIDFD
+    if bits & F.CLONE_INTO_CGROUP and cgroup is None:
+        raise ValueError("CLONE_INTO_CGROUP needs the cgroup: pass cgroup=PATH_OR_FD "
+                         "(a cgroup v2 directory) instead of the flag")
+    bits &= ~F.CLONE_INTO_CGROUP
+    checked = bits | (F.CLONE_PIDFD if want_pidfd else 0)
+    checked |= F.CLONE_INTO_CGROUP if cgroup is not None else 0
+    mode = _rules.check_flag_bits(checked, "clone3")
+    if mode != "fork" and not _clone.HAVE_CLONE3_VM:
+        needs = [name for name, used in (("CLONE_NEWTIME", bits & F.CLONE_NEWTIME),
+                                          ("CLONE_INTO_CGROUP", cgroup is not None),
+                                          ("set_tid", set_tid))
+                 if used]
+        if needs:
+            raise NotImplementedError(
+                f"{', '.join(needs)} with CLONE_VM need pyclone's clone3 trampoline, "
+                "which exists for x86-64 only; use fork mode (no CLONE_VM)")
+    return bits, sig, mode, want_pidfd
+
+
+def clone3(fn: Callable[..., Any], flags: int = 0, *, exit_signal: int = signal.SIGCHLD,
+           stack_size: Optional[int] = None, args: Sequence[Any] = (),
+           kwargs: Optional[Mapping[str, Any]] = None, pidfd: bool = False,
+           cgroup: Optional[CgroupSpec] = None,
+           set_tid: Optional[Sequence[int]] = None) -> CloneResult:
+    """Run ``fn(*args, **kwargs)`` in a new task made by clone3(2).
+
+    The modes, stacks and exit status are those of :func:`pyclone.clone`;
+    the exit signal is a separate argument, which frees the low byte of
+    ``flags`` for ``CLONE_NEWTIME``.  ``pidfd=True`` (or ``CLONE_PIDFD`` in
+    ``flags``) returns a pidfd for the child in the result (yours to
+    close; not with ``CLONE_THREAD``).  ``cgroup`` (a path or directory fd
+    of a cgroup v2 directory) starts the child in that cgroup
+    (``CLONE_INTO_CGROUP``).  ``set_tid`` chooses the child's pid in each
+    PID namespace level, innermost first (needs CAP_SYS_ADMIN or
+    CAP_CHECKPOINT_RESTORE).  ``CLONE_CLEAR_SIGHAND`` resets the child's
+    signal handlers (ignored signals stay ignored).
+
+    Where clone3 is missing (ENOSYS) or filtered by seccomp (EPERM), a
+    request that the legacy call can express falls back to it; one that
+    cannot raises ``NotImplementedError`` naming the feature.
+    """
+    _rules.check_callable(fn)
+    cgroup = check_cgroup(cgroup)
+    tids = check_set_tid(set_tid)
+    bits, sig, mode, want_pidfd = check_clone3_flags(flags, exit_signal, pidfd, cgroup, tids)
+    size = _rules.check_stack_size(stack_size)
+    call_args, call_kwargs = _rules.check_call_args(args, kwargs)
+    sys.audit("pyclone.clone",
+              bits | (F.CLONE_PIDFD if want_pidfd else 0)
+              | (F.CLONE_INTO_CGROUP if cgroup is not None else 0), mode)
+    cgroup_fd, opened = (-1, False) if cgroup is None else open_cgroup(cgroup)
+    try:
+        pid, fd = _core.start(mode, bits, sig, size,
+                              (fn, call_args, call_kwargs, _exit.on_return,
+                               _exit.on_exception),
+                              extras=(want_pidfd, cgroup_fd, tids))
+    finally:
+        if opened:
+            os.close(cgroup_fd)
+    return CloneResult(pid, fd if want_pidfd else None)
