@@ -23,9 +23,10 @@ class _SpareGuard:
     def __init__(self):
         self.ident = threading.get_ident()
 
-    def __del__(self):
-        if threading.get_ident() == self.ident:
-            _clone.drop_spare()
+    # Bound at definition: at interpreter exit module globals may be None.
+    def __del__(self, _get_ident=threading.get_ident, _drop_spare=_clone.drop_spare):
+        if _get_ident() == self.ident:
+            _drop_spare()
 
 
 _per_thread = threading.local()

@@ -261,7 +261,7 @@ class Child:
             if poller.poll(0):
                 try:
                     signal.signal(self._pdeathsig, signal.SIG_DFL)
-                except ValueError:      # not the main thread (CLONE_VM)
+                except (ValueError, OSError):   # SIGKILL/SIGSTOP, or not the main thread
                     pass
                 os.kill(os.getpid(), self._pdeathsig)
                 os._exit(128 + self._pdeathsig)     # an init ignores it
