@@ -11,7 +11,7 @@ import sys
 import threading
 import traceback
 import weakref
-from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from . import _clone, _core, _exit, _rules
 from ._clone3 import CgroupSpec, check_cgroup, open_cgroup
@@ -216,8 +216,11 @@ class Child:
         self._reap_lock = threading.Lock()
         # Parent-side fds closed at join: [result memfd, go pipe r/w,
         # done pipe r/w, parent pidfd] as used.
-        self._outbox = self._go = self._done = self._parent_pidfd = None
-        self._state = {"pid": None, "fds": [], "reaped": False}
+        self._outbox: Optional[int] = None
+        self._go: Optional[Tuple[int, int]] = None
+        self._done: Optional[Tuple[int, int]] = None
+        self._parent_pidfd: Optional[int] = None
+        self._state: Dict[str, Any] = {"pid": None, "fds": [], "reaped": False}
 
     # -- what runs in the child -------------------------------------------
 
@@ -365,6 +368,7 @@ class Child:
         self._check_started()
         if self._pidfd is not None:
             return self._pidfd
+        assert self._done is not None
         return self._done[0]
 
     @property
@@ -411,12 +415,17 @@ class Child:
             loop = asyncio.get_running_loop()
             ended = loop.create_future()
             fd = self.sentinel
-            loop.add_reader(fd, lambda: ended.done() or ended.set_result(None))
+
+            def wake():
+                if not ended.done():
+                    ended.set_result(None)
+            loop.add_reader(fd, wake)
             try:
                 await ended
             finally:
                 loop.remove_reader(fd)
             self._reap(block=True)       # the child has ended: no real wait
+        assert self._exitcode is not None
         return self._exitcode
 
     def send_signal(self, sig: int) -> None:
@@ -425,6 +434,7 @@ class Child:
         self._check_started()
         if self._exitcode is not None:
             return
+        assert self._pid is not None
         if self._pidfd is not None:
             signal.pidfd_send_signal(self._pidfd, sig)
         elif self._thread:
@@ -510,13 +520,14 @@ def run(target: Callable[..., Any], *args: Any, flags: int = signal.SIGCHLD,
         child.close()
     if child.exception is not None:
         raise child.exception
-    code = child.exitcode
+    code, pid = child.exitcode, child.pid
+    assert code is not None and pid is not None
     if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        raise ChildError(child.pid, name, f"killed by {name}")
+        raise ChildError(pid, name, f"killed by {name}")
     if code != 0:
-        raise ChildError(child.pid, "SystemExit", f"exited with status {code}")
+        raise ChildError(pid, "SystemExit", f"exited with status {code}")
     return child.result

@@ -25,7 +25,7 @@ EVENTFD_MAX = 0xFFFFFFFFFFFFFFFE
 #: Largest value of a System V semaphore (SEMVMX).
 SYSV_MAX = 32767
 
-_sysv_sets = {}          # id -> creating pid: removed at exit by their creator
+_sysv_sets: "dict[int, int]" = {}  # id -> creating pid: removed at exit by their creator
 
 
 @atexit.register
