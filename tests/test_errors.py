@@ -291,3 +291,15 @@ def test_setup_failure_in_the_child_is_reported_and_reaped():
         pytest.skip("needs root to drop privileges")
     out = in_forked_child(unprivileged)
     assert out.startswith("PermissionError") and "CLONE_NEWNET" in out, out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chroot")
+def test_eperm_on_clone_newuser_names_the_sysctls(tmp_path):
+    """The kernel refuses a new user namespace to a chrooted caller, even
+    root: the same EPERM as where the sysctls disable them."""
+    def chrooted():
+        os.chroot(str(tmp_path))
+        P.clone(noop, P.CLONE_NEWUSER | signal.SIGCHLD)
+    out = in_forked_child(chrooted)
+    assert out.startswith("PermissionError"), out
+    assert "CLONE_NEWUSER was refused" in out and "user.max_user_namespaces" in out

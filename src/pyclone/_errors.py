@@ -10,7 +10,8 @@ _NEEDS_SYS_ADMIN = (F.CLONE_NEWNS | F.CLONE_NEWUTS | F.CLONE_NEWIPC | F.CLONE_NE
 
 _USERNS_HINT = ("unprivileged user namespaces may be disabled: see the sysctls "
                 "user.max_user_namespaces and kernel.unprivileged_userns_clone, and "
-                "AppArmor's kernel.apparmor_restrict_unprivileged_userns")
+                "AppArmor's kernel.apparmor_restrict_unprivileged_userns; a caller "
+                "in a chroot cannot create one either")
 
 
 def clone3_features(bits, extras):
