@@ -116,3 +116,29 @@ def in_forked_child(fn):
         out = f.read()
     assert reap(pid) == 0
     return out
+
+
+def _cgroup2_mount():
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if fields[2] == "cgroup2":
+                return fields[1]
+    return None
+
+
+@pytest.fixture
+def cgroup_dir():
+    """A fresh cgroup v2 directory, removed afterwards."""
+    mount = _cgroup2_mount()
+    if mount is None:
+        pytest.skip("no cgroup2 mount on this machine")
+    path = os.path.join(mount, f"pyclone-test-{os.getpid()}")
+    try:
+        os.mkdir(path)
+    except OSError as exc:
+        pytest.skip(f"cgroup2 at {mount} is not writable here: {exc}")
+    try:
+        yield path
+    finally:
+        os.rmdir(path)

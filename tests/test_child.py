@@ -337,3 +337,16 @@ def test_missing_cgroup_fails_at_start_and_leaves_nothing(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         c.start()
     assert c.pid is None
+
+
+def test_child_in_a_cgroup(cgroup_dir):
+    name = os.path.basename(cgroup_dir)
+
+    def where():
+        with open("/proc/self/cgroup") as f:
+            return [line.rstrip().rsplit("/", 1)[-1] for line in f]
+    for flags in (signal.SIGCHLD, P.CLONE_VM | signal.SIGCHLD):
+        with Child(where, flags=flags, cgroup=cgroup_dir).start() as c:
+            pass
+        assert name in c.result
+    assert name not in where()

@@ -140,32 +140,6 @@ def test_clear_sighand_keeps_ignored_signals_ignored():
         signal.signal(signal.SIGUSR2, old)
 
 
-def _cgroup2_mount():
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            fields = line.split()
-            if fields[2] == "cgroup2":
-                return fields[1]
-    return None
-
-
-@pytest.fixture
-def cgroup_dir():
-    """A fresh cgroup v2 directory, removed afterwards."""
-    mount = _cgroup2_mount()
-    if mount is None:
-        pytest.skip("no cgroup2 mount on this machine")
-    path = os.path.join(mount, f"pyclone-test-{os.getpid()}")
-    try:
-        os.mkdir(path)
-    except OSError as exc:
-        pytest.skip(f"cgroup2 at {mount} is not writable here: {exc}")
-    try:
-        yield path
-    finally:
-        os.rmdir(path)
-
-
 def in_cgroup(name):
     with open("/proc/self/cgroup") as f:
         return 1 if any(line.rstrip().endswith("/" + name) for line in f) else 0

@@ -303,3 +303,33 @@ def test_eperm_on_clone_newuser_names_the_sysctls(tmp_path):
     out = in_forked_child(chrooted)
     assert out.startswith("PermissionError"), out
     assert "CLONE_NEWUSER was refused" in out and "user.max_user_namespaces" in out
+
+
+def test_audit_event_of_clone3_and_child_start():
+    out = run_python("""
+        import os, signal, pyclone
+        events = []
+        def hook(name, args):
+            if name == "pyclone.clone":
+                events.append(args)
+                if os.environ.get("STOP"):
+                    raise RuntimeError("stopped by hook")
+        import sys
+        sys.addaudithook(hook)
+        r = pyclone.clone3(lambda: 0, pidfd=True)
+        os.waitid(os.P_PIDFD, r.pidfd, os.WEXITED)
+        os.close(r.pidfd)
+        pyclone.run(lambda: 0, flags=pyclone.CLONE_VM | signal.SIGCHLD)
+        print(events)
+        os.environ["STOP"] = "1"
+        fds = len(os.listdir("/proc/self/fd"))
+        c = pyclone.Child(lambda: 0)
+        try:
+            c.start()
+        except RuntimeError as e:
+            print("stopped:", e, c.pid, len(os.listdir("/proc/self/fd")) == fds)
+    """)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"[({0x1000}, 'fork'), ({0x100 | 17}, 'thread')]"
+    assert lines[1] == "stopped: stopped by hook None True"

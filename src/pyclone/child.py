@@ -293,6 +293,7 @@ class Child:
         """Starts the child; returns self (``with Child(f).start() as c:``)."""
         if self._pid is not None:
             raise RuntimeError("a Child can only be started once")
+        sys.audit("pyclone.clone", self._bits | self._exit_signal, self._mode)
         _reap_orphans()
         fds = self._state["fds"]
         try:
@@ -309,7 +310,6 @@ class Child:
                 parent = os.getppid() if self._bits & F.CLONE_PARENT else os.getpid()
                 self._parent_pidfd = os.pidfd_open(parent)
                 fds.append(self._parent_pidfd)
-            sys.audit("pyclone.clone", self._bits | self._exit_signal, self._mode)
             cgroup_fd, opened = (-1, False)
             if self._cgroup is not None:
                 cgroup_fd, opened = open_cgroup(self._cgroup)
