@@ -187,10 +187,15 @@ rawclone_vm(const struct clone_request *req, const struct vm_start *start,
 {
     uint64_t flags = req->flags;
     int clear = (flags & CLONE_CLEAR_SIGHAND_BIT) != 0;
-    /* The legacy call returns the pidfd through parent_tid: both at once
-     * need clone3. */
+    /* The legacy call returns the pidfd through parent_tid, so it cannot
+     * also store the tid there.  Where parent_tid is the word that
+     * CLONE_CHILD_CLEARTID zeroes (thread mode's host waits for that), the
+     * child can store its tid there itself (CLONE_CHILD_SETTID, done before
+     * it runs any code): the word only has to be nonzero until the clear. */
     int pidfd_and_ptid = req->pidfd_out != NULL && (flags & CLONE_PARENT_SETTID);
-    int want3 = needs_clone3(req) || clear || pidfd_and_ptid;
+    int legacy_ok = !needs_clone3(req)
+                    && (!pidfd_and_ptid || start->parent_tid == start->child_tid);
+    int want3 = !legacy_ok || clear || pidfd_and_ptid;
 
 #if RAWCLONE_HAVE_CLONE3_VM
     if (want3) {
@@ -209,18 +214,21 @@ rawclone_vm(const struct clone_request *req, const struct vm_start *start,
             return (pid_t)r;
         }
         errno = (int)-r;
-        if ((errno != ENOSYS && errno != EPERM) || needs_clone3(req) || pidfd_and_ptid) {
+        if ((errno != ENOSYS && errno != EPERM) || !legacy_ok) {
             return -1;
         }
     }
 #else
-    if (needs_clone3(req) || pidfd_and_ptid) {
+    if (!legacy_ok) {
         errno = ENOSYS;
         return -1;
     }
 #endif
     /* glibc's clone(): 32 flag bits and the exit signal in one int; under
      * CLONE_PIDFD the pidfd comes back through the parent_tid argument. */
+    if (pidfd_and_ptid) {
+        flags = (flags & ~(uint64_t)CLONE_PARENT_SETTID) | CLONE_CHILD_SETTID;
+    }
     *emulate_clear_sighand = clear;
     int word = (int)(unsigned int)((flags & 0xffffff00ULL) | (unsigned)req->exit_signal);
     void *ptid = req->pidfd_out != NULL ? (void *)req->pidfd_out : (void *)start->parent_tid;
