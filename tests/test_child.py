@@ -324,6 +324,7 @@ def test_unjoined_child_is_waited_for_at_exit(tmp_path):
     ({"pdeathsig": 9, "flags": P.CLONE_VM | P.CLONE_SIGHAND | P.CLONE_THREAD},
      ValueError, "CLONE_THREAD"),
     ({"stack_size": 10}, ValueError, "MIN_STACK_SIZE"),
+    ({"flags": P.CLONE_PARENT | signal.SIGCHLD}, ValueError, "sibling"),
     ({"cgroup": 2.5}, TypeError, "cgroup"),
 ])
 def test_bad_arguments_fail_in_the_constructor(kwargs, exc, match):

@@ -181,6 +181,10 @@ class Child:
             raise ValueError("CLONE_INTO_CGROUP needs the cgroup: pass cgroup=PATH_OR_FD "
                              "(a cgroup v2 directory) instead of the flag")
         self._mode = _rules.check_flag_bits(bits, "clone")
+        if bits & F.CLONE_PARENT:
+            raise ValueError("a Child cannot use CLONE_PARENT: the child would be your "
+                             "sibling, which only your parent can reap and join; use "
+                             "pyclone.clone() or clone3() for that")
         self._bits, self._exit_signal = bits, exit_signal
         self._stack_size = _rules.check_stack_size(stack_size)
         self.name = name if name is not None else f"Child-{next(_names)}"
