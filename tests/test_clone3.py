@@ -368,3 +368,24 @@ def test_fallback_to_clone_when_clone3_is_missing_or_filtered(err):
         assert parts[-1].startswith("NIE:CLONE_NEWTIME need the clone3"), parts[-1]
     else:
         assert parts[-2].startswith("EPERM:") and parts[-1].startswith("EPERM:"), parts
+
+
+def test_pidfd_from_a_process_with_threads_keeps_glibc_fork():
+    """With other threads alive pyclone forks with glibc's fork() (no
+    RuntimeWarning about a raw clone) and opens the pidfd right after."""
+    import threading
+    import warnings
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = P.clone3(lambda: 6, pidfd=True)
+        assert not [w for w in caught if w.category is RuntimeWarning], caught
+        info = os.waitid(os.P_PIDFD, res.pidfd, os.WEXITED)
+        assert (info.si_pid, info.si_status) == (res.pid, 6)
+        os.close(res.pidfd)
+    finally:
+        stop.set()
+        t.join()
