@@ -13,10 +13,14 @@ $(PY):
 
 venv: $(PY)
 
+# build/ is setuptools' object cache, named by version only: a debug and a
+# release build of one CPython would share it, so it starts empty each time.
 install: $(PY)
+	rm -rf build
 	$(PY) -m pip install --quiet --disable-pip-version-check .
 
 install-test: $(PY)
+	rm -rf build
 	$(PY) -m pip install --quiet --disable-pip-version-check '.[test]'
 
 demo: install

@@ -178,7 +178,8 @@ def _free_pid():
     """A pid that no task uses now (the kernel may still take it first)."""
     with open("/proc/sys/kernel/pid_max") as f:
         pid_max = int(f.read())
-    last = int(open("/proc/sys/kernel/ns_last_pid").read())
+    with open("/proc/sys/kernel/ns_last_pid") as f:
+        last = int(f.read())
     for pid in range(pid_max - 1, last, -1):
         if not os.path.exists(f"/proc/{pid}"):
             return pid

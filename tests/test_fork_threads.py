@@ -109,3 +109,78 @@ def test_newpid_with_threads_goes_through_an_intermediate(busy_thread):
     assert reap(pid, 0) == 9
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG | pyclone.WALL)
+
+
+@needs_root
+def test_intermediate_path_warns_like_os_fork_too(busy_thread):
+    """CLONE_NEWPID with threads: glibc's fork() of an intermediate, so the
+    same warning as os.fork() (3.12+)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pid = pyclone.clone(lambda: 4, pyclone.CLONE_NEWPID | signal.SIGCHLD)
+    assert reap(pid, 0) == 4
+    deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert len(deprecations) == (1 if sys.version_info >= (3, 12) else 0)
+
+
+def _outcome_under_error_filter(fork):
+    """'returned' or 'raised' for fork() with a DeprecationWarning error
+    filter; the child is reaped either way (it exists in both cases)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        try:
+            pid = fork()
+        except DeprecationWarning:
+            outcome = "raised"
+        else:
+            if pid == 0:
+                os._exit(4)
+            outcome = "returned"
+    got, status = os.waitpid(-1, 0)
+    assert os.waitstatus_to_exitcode(status) == 4
+    return outcome
+
+
+def test_error_filter_outcome_matches_os_fork(busy_thread):
+    """3.12-3.14's os.fork drops the warning under an error filter and returns
+    the pid; 3.15's raises it with the child already made.  clone() does what
+    this interpreter's os.fork does."""
+    theirs = _outcome_under_error_filter(os.fork)
+    ours = _outcome_under_error_filter(lambda: pyclone.clone(lambda: 4) or 1)
+    assert ours == theirs
+    assert theirs == ("raised" if sys.version_info >= (3, 15) else "returned")
+
+
+HOOK_THREAD = """
+import os, sys, threading, warnings, pyclone
+stop = threading.Event()
+os.register_at_fork(after_in_parent=lambda: threading.Thread(target=stop.wait, daemon=True).start())
+warnings.simplefilter("always")
+counts = []
+for fork in (os.fork, lambda: pyclone.clone(lambda: 0)):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pid = fork()
+        if pid == 0:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    counts.append(sum(issubclass(w.category, DeprecationWarning) for w in caught))
+    stop.set()
+    for t in threading.enumerate():
+        if t is not threading.main_thread():
+            t.join()
+    while len(os.listdir("/proc/self/task")) > 1:
+        pass
+    stop.clear()
+print(counts)
+"""
+
+
+def test_thread_started_by_an_at_fork_hook_counts_as_for_os_fork():
+    """Threads are counted where this version's os.fork counts them: before
+    the after-in-parent hooks (3.12, 3.13.1+) or after them (3.13.0)."""
+    out = subprocess.run([sys.executable, "-c", HOOK_THREAD], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    theirs, ours = json.loads(out.stdout)
+    assert ours == theirs

@@ -14,7 +14,8 @@ import pyclone as P
 from pyclone import Child
 from conftest import in_forked_child, needs_root
 
-OVERFLOW_UID = int(open("/proc/sys/kernel/overflowuid").read())
+with open("/proc/sys/kernel/overflowuid") as _f:
+    OVERFLOW_UID = int(_f.read())
 
 
 def ids():

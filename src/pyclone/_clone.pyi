@@ -15,9 +15,13 @@ PAGE_SIZE: int
 HAVE_VM_MODES: int
 HAVE_THREAD_MODE: int
 HAVE_CLONE3_VM: int
+FRAMES_KNOWN: int
+NEWEST_TESTED_HEX: int
+CPYTHON_MIN_STACK: int
 
 def clone_fork(plan: _Plan, flags: int, exit_signal: int, method: int,
-               unshare_flags: int, extras: _Extras = ...) -> Any: ...
+               unshare_flags: int, extras: _Extras = ..., count_threads: bool = ...) -> Any: ...
+def threads_at_fork() -> int: ...
 def clone_borrowed(plan: _Plan, flags: int, exit_signal: int, carve_min: int,
                    map_size: int, extras: _Extras = ...) -> Any: ...
 def clone_thread(plan: _Plan, flags: int, exit_signal: int, stack_size: int,

@@ -26,6 +26,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -33,6 +34,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "cstack.h"
 #include "frames.h"
 #include "host.h"
 #include "sem.h"
@@ -202,14 +204,48 @@ stage_call(int stage)
 
 /* ---- fork mode -------------------------------------------------------- */
 
+/* Threads of this process besides the caller and pyclone's parked hosts
+ * (which hold no lock), from /proc/self/stat as os.fork counts them; -1 if
+ * unknown.  Plain system calls: used between fork and
+ * PyOS_AfterFork_Parent, where os.fork counts. */
+static int
+count_other_threads(void)
+{
+    char buf[1024];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    ssize_t n = read_all(fd, buf, sizeof buf - 1);
+    (void)close(fd);
+    if (n <= 0) {
+        return -1;
+    }
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');        /* the command name may hold spaces */
+    /* Fields after the name: state is field 3, num_threads field 20. */
+    for (int field = 2; p != NULL && field < 20; field++) {
+        p = strchr(p + 1, ' ');
+    }
+    if (p == NULL) {
+        return -1;
+    }
+    int threads = atoi(p + 1);
+    return threads - 1 - host_parked_count();
+}
+
+/* The count made by the calling thread's last clone_fork(count_threads=1). */
+static __thread int threads_at_last_fork = -1;
+
 static PyObject *
 clone_fork(PyObject *module, PyObject *args)
 {
     PyObject *plan, *extras_obj = NULL;
     unsigned long long flags, unshare_flags;
-    int exit_signal, method;
-    if (!PyArg_ParseTuple(args, "O!KiiK|O:clone_fork", &PyTuple_Type, &plan, &flags,
-                          &exit_signal, &method, &unshare_flags, &extras_obj)) {
+    int exit_signal, method, count_threads = 0;
+    if (!PyArg_ParseTuple(args, "O!KiiK|Op:clone_fork", &PyTuple_Type, &plan, &flags,
+                          &exit_signal, &method, &unshare_flags, &extras_obj,
+                          &count_threads)) {
         return NULL;
     }
     if (check_plan(plan) < 0) {
@@ -253,6 +289,9 @@ clone_fork(PyObject *module, PyObject *args)
         child_after_fork(&child);
     }
     (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (count_threads && pid > 0) {
+        threads_at_last_fork = count_other_threads();   /* before the hooks run */
+    }
     PyOS_AfterFork_Parent();
 
     if (pipefd[1] >= 0) {
@@ -343,6 +382,7 @@ clone_borrowed(PyObject *module, PyObject *args)
         tstate_release_child(plan.tstate, NULL, 1);
         return raise_errno(err, "mmap (child stack)");
     }
+    cstack_set(plan.tstate, st.low, st.top);
 
     struct vm_start start = {child_borrowed_main, &plan, st.top, NULL, NULL, NULL};
     sigset_t all;
@@ -354,10 +394,10 @@ clone_borrowed(PyObject *module, PyObject *args)
     (void)pthread_sigmask(SIG_SETMASK, &all, &plan.mask);
     pid_t pid = rawclone_vm(&req, &start, &plan.clear_sighand);
     int saved_errno = errno;
-    /* Read before this thread reuses the stack the child ran on. */
-    void *child_frame = frames_top(plan.tstate);
+    /* Before this thread reuses the stack the child ran on. */
+    void *abandoned = pid >= 0 && !plan.clean ? frames_abandon(plan.tstate) : NULL;
     (void)pthread_sigmask(SIG_SETMASK, &plan.mask, NULL);
-    tstate_settle_borrowed(parent, plan.tstate, child_frame, plan.clean || pid < 0);
+    tstate_settle_borrowed(parent, plan.tstate, abandoned, plan.clean || pid < 0);
     stack_release(&st);
     if (pid < 0) {
         return raise_errno(saved_errno, extras.given ? "clone3" : "clone");
@@ -452,6 +492,12 @@ join_thread_children(PyObject *module, PyObject *unused)
     host_join_all();
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
+}
+
+static PyObject *
+threads_at_fork(PyObject *module, PyObject *unused)
+{
+    return PyLong_FromLong(threads_at_last_fork);
 }
 
 static PyObject *
@@ -707,7 +753,8 @@ tid_fix_available(PyObject *module, PyObject *unused)
 
 static PyMethodDef clone_methods[] = {
     {"clone_fork", clone_fork, METH_VARARGS,
-     "clone_fork(plan, flags, exit_signal, method, unshare_flags) -> pid\n"
+     "clone_fork(plan, flags, exit_signal, method, unshare_flags[, extras[, count_threads]])\n"
+     "    -> pid, or (pid, pidfd) with extras\n"
      "Fork-mode clone; the child calls fn(*args, **kwargs) and exits with the\n"
      "status on_return(result) or on_exception(exc) gives."},
     {"clone_borrowed", clone_borrowed, METH_VARARGS,
@@ -721,6 +768,10 @@ static PyMethodDef clone_methods[] = {
      "a CLONE_THREAD child of ours."},
     {"join_thread_children", join_thread_children, METH_NOARGS,
      "Wait until every thread-mode child has finished."},
+    {"threads_at_fork", threads_at_fork, METH_NOARGS,
+     "Other threads (parked hosts not counted) that the calling thread's last\n"
+     "clone_fork(..., count_threads=True) saw before the after-fork hooks ran;\n"
+     "-1 if unknown."},
     {"parked_hosts", parked_hosts, METH_NOARGS,
      "Host threads parked with no work (they hold no lock)."},
     {"after_fork_child", after_fork_child, METH_NOARGS,
@@ -775,6 +826,7 @@ clone_exec(PyObject *module)
         return -1;
     }
     tstate_init();
+    cstack_init();      /* before CPYTHON_MIN_STACK below */
     (void)rawclone_tid_slot();  /* resolve now, not in a child */
     if (PyModule_AddIntConstant(module, "FORK_RAW", FORK_RAW) < 0
         || PyModule_AddIntConstant(module, "FORK_LIBC", FORK_LIBC) < 0
@@ -782,7 +834,10 @@ clone_exec(PyObject *module)
         || PyModule_AddIntConstant(module, "PAGE_SIZE", getpagesize()) < 0
         || PyModule_AddIntConstant(module, "HAVE_VM_MODES", PYCLONE_HAVE_VM_MODES) < 0
         || PyModule_AddIntConstant(module, "HAVE_THREAD_MODE", PYCLONE_HAVE_VM_MODES) < 0
-        || PyModule_AddIntConstant(module, "HAVE_CLONE3_VM", RAWCLONE_HAVE_CLONE3_VM) < 0) {
+        || PyModule_AddIntConstant(module, "HAVE_CLONE3_VM", RAWCLONE_HAVE_CLONE3_VM) < 0
+        || PyModule_AddIntConstant(module, "FRAMES_KNOWN", frames_known()) < 0
+        || PyModule_AddIntConstant(module, "NEWEST_TESTED_HEX", PYCLONE_NEWEST_TESTED_HEX) < 0
+        || PyModule_AddIntConstant(module, "CPYTHON_MIN_STACK", (long)cstack_min_size()) < 0) {
         return -1;
     }
     return 0;

@@ -102,16 +102,48 @@ def _warn_threads(method, stacklevel):
             RuntimeWarning, stacklevel=stacklevel + 1)
 
 
+#: os.fork() warns (3.12+) when the process has other threads.  It counts
+#: them before its after-in-parent hooks run (so a thread such a hook starts
+#: is not counted), except 3.13.0, which counts after them.  Under an "error"
+#: filter, 3.12-3.14 drop the warning and return the pid; 3.15 raises it,
+#: although the child exists by then.  pyclone does what the running
+#: version's os.fork does, whenever it forks through glibc's fork().
 _WARNS_LIKE_OS_FORK = sys.version_info >= (3, 12)
+_COUNTS_AFTER_HOOKS = sys.version_info[:3] == (3, 13, 0)
+_RAISES_FORK_WARNING = sys.version_info >= (3, 15)
 
 
-def _warn_like_os_fork(stacklevel):
-    """What os.fork() says (3.12+) when the process has other threads
-    (pyclone's parked host threads, which hold no lock, do not count)."""
-    if other_threads() > 0:
+def _warn_like_os_fork(others, stacklevel):
+    """What os.fork() says when the process has other threads (pyclone's
+    parked host threads, which hold no lock, do not count)."""
+    if others <= 0:
+        return
+    try:
         warnings.warn(f"This process (pid={os.getpid()}) is multi-threaded, use of clone() "
                       "may lead to deadlocks in the child.", DeprecationWarning,
                       stacklevel=stacklevel + 1)
+    except DeprecationWarning:
+        if _RAISES_FORK_WARNING:
+            raise
+
+
+#: Built for a CPython newer than any pyclone was tested on (or built with
+#: PYCLONE_PRETEND_UNTESTED=1): the C core reads none of its private frame
+#: structures.
+_UNTESTED_INTERNALS = not _clone.FRAMES_KNOWN
+
+
+def _warn_untested_python(stacklevel):
+    """Once per process, at the first CLONE_VM child."""
+    global _UNTESTED_INTERNALS
+    _UNTESTED_INTERNALS = False
+    tested = _clone.NEWEST_TESTED_HEX
+    warnings.warn(
+        f"pyclone was not tested on CPython {sys.version_info[0]}.{sys.version_info[1]} "
+        f"(newest tested: {tested >> 24}.{(tested >> 16) & 0xff}): the Python frames of a "
+        "CLONE_VM child that ends without returning (os._exit, exec, a signal) are not "
+        "released; what they hold stays allocated (a bounded leak per such child)",
+        RuntimeWarning, stacklevel=stacklevel + 1)
 
 
 def start(mode, bits, exit_signal, stack_size, plan, stacklevel=2, extras=None):
@@ -130,13 +162,15 @@ def start(mode, bits, exit_signal, stack_size, plan, stacklevel=2, extras=None):
             _warn_threads(method, stacklevel + 1)
             # Decide everything now: after the fork, every page the parent
             # touches while the child lives is a copy-on-write fault.
-            warn_after = (method == _clone.FORK_LIBC and _WARNS_LIKE_OS_FORK
-                          and not _clone.process_single_threaded())
+            warn_after = (method in (_clone.FORK_LIBC, _clone.FORK_LIBC_INTERMEDIATE)
+                          and _WARNS_LIKE_OS_FORK and not _clone.process_single_threaded())
+            count_now = warn_after and not _COUNTS_AFTER_HOOKS
             pid = _clone.clone_fork(plan, bits, exit_signal,
                                     _clone.FORK_RAW if method is None else method,
-                                    unshare, extras)
+                                    unshare, extras, count_now)
             if warn_after:
-                _warn_like_os_fork(stacklevel + 1)
+                _warn_like_os_fork(_clone.threads_at_fork() if count_now else other_threads(),
+                                   stacklevel + 1)
             return pid
         if mode == "borrowed":
             if bits & F.CLONE_THREAD:
@@ -146,12 +180,17 @@ def start(mode, bits, exit_signal, stack_size, plan, stacklevel=2, extras=None):
                     "drop CLONE_VFORK (thread mode) and join with pyclone.waitpid(tid)")
             if _clone.claim_guard():
                 _per_thread.guard = _SpareGuard()
-            carve_min = stack_size or _rules.CARVE_MIN_DEFAULT
-            map_size = stack_size or _rules.DEFAULT_STACK_SIZE
+            if _UNTESTED_INTERNALS:
+                _warn_untested_python(stacklevel + 1)
+            carve_min = max(stack_size or _rules.CARVE_MIN_DEFAULT, _rules.MIN_CHILD_STACK)
+            map_size = max(stack_size or _rules.DEFAULT_STACK_SIZE, _rules.MIN_CHILD_STACK)
             return _clone.clone_borrowed(plan, bits, exit_signal, carve_min, map_size,
                                          extras)
+        if _UNTESTED_INTERNALS:
+            _warn_untested_python(stacklevel + 1)
         return _clone.clone_thread(plan, bits, exit_signal,
-                                   stack_size or _rules.DEFAULT_STACK_SIZE, extras)
+                                   max(stack_size or _rules.DEFAULT_STACK_SIZE,
+                                       _rules.MIN_CHILD_STACK), extras)
     except OSError as exc:
         new = _errors.translate(exc, bits, extras)
         if new is exc:

@@ -5,6 +5,7 @@ import os
 from types import SimpleNamespace
 from typing import Any, Dict, Tuple
 
+from . import _clone
 from .flags import CSIGNAL, MANAGED_FLAGS, CloneFlags, flag_names
 
 #: The flags as plain ints: IntFlag arithmetic costs microseconds per call.
@@ -19,6 +20,12 @@ DEFAULT_STACK_SIZE = 8 * 1024 * 1024
 MIN_STACK_SIZE = 16 * 1024
 #: Largest stack_size accepted (anything above is a mistake, not a stack).
 MAX_STACK_SIZE = 1 << 34
+#: The least stack a CLONE_VM child runs on, whatever stack_size asks (it is
+#: a lower bound there): CPython 3.14+ keeps its C-recursion limits one and
+#: two margins above the bottom of a thread state's stack and refuses regions
+#: below _PyOS_MIN_STACK_SIZE (48 KiB; 96 KiB in debug builds), so that much
+#: plus 64 KiB to run in.  Untouched pages cost nothing.
+MIN_CHILD_STACK = _clone.CPYTHON_MIN_STACK + 64 * 1024
 #: In borrowed mode with the default size, carve from the caller's stack
 #: when at least this much of it is free; otherwise map DEFAULT_STACK_SIZE.
 CARVE_MIN_DEFAULT = 1024 * 1024

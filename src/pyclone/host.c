@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "cstack.h"
 #include "frames.h"
 #include "tstate.h"
 
@@ -88,6 +89,7 @@ raw_futex_wake(void *addr, int private_)
  * process, and a child process retires its hosts before it exits. */
 struct host {
     size_t stack_size;          /* the child's share of the host's stack */
+    char *stack_low;            /* lowest usable address of its stack, or NULL */
     pid_t tgid, tid;            /* its process, and itself */
     pthread_t thread;
     uint32_t go;                /* futex: a job (or quit) is waiting */
@@ -230,12 +232,11 @@ host_settle(struct thread_job *job)
 {
     if (!job->clean) {
         PyThreadState *t = job->tstate;
-        void *top = frames_top(t);
+        void *abandoned = frames_abandon(t);     /* before our stack grows */
         if (compat_current_tstate() != t) {
             PyEval_RestoreThread(t);
         }
-        frames_release_abandoned(t, top);
-        compat_reset_cframe(t);
+        frames_release_abandoned(abandoned);
         Py_CLEAR(job->plan);
         PyThreadState_Clear(t);
         PyThreadState_DeleteCurrent();      /* and the GIL */
@@ -280,6 +281,9 @@ host_run(struct host *h, struct thread_job *job)
     job->tid_word = -1;
     char here;
     char *top = (char *)(((uintptr_t)&here - CARVE_MARGIN) & ~(uintptr_t)15);
+    if (h->stack_low != NULL) {
+        cstack_set(job->tstate, h->stack_low, top);
+    }
     struct clone_request req = job->req;
     req.flags |= CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
     struct vm_start start = {child_thread_main, job, top, __builtin_thread_pointer(),
@@ -343,6 +347,17 @@ host_main(void *arg)
     struct host *h = arg;
     const struct timespec linger = {0, HOST_LINGER_NS};
     h->tid = (pid_t)syscall(SYS_gettid);
+    /* Cheap for a thread glibc created (no /proc read, as for the main one). */
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        void *addr;
+        size_t size, guard = 0;
+        if (pthread_attr_getstack(&attr, &addr, &size) == 0
+            && pthread_attr_getguardsize(&attr, &guard) == 0) {
+            h->stack_low = (char *)addr + guard;
+        }
+        pthread_attr_destroy(&attr);
+    }
     /* Created with its first job: not parked. */
     for (;;) {
         while (__atomic_load_n(&h->go, __ATOMIC_SEQ_CST) == 0) {

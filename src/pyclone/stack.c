@@ -59,6 +59,7 @@ stack_acquire(struct child_stack *st, size_t carve_min, size_t map_size)
     if (stack_room_below_sp(CARVE_MARGIN) >= carve_min) {
         char here;
         st->top = (void *)(((uintptr_t)&here - CARVE_MARGIN) & ~(uintptr_t)15);
+        st->low = (void *)thread_stack_low();
         st->map_base = NULL;
         st->map_len = 0;
         return 0;
@@ -81,6 +82,7 @@ stack_acquire(struct child_stack *st, size_t carve_min, size_t map_size)
     st->map_base = base;
     st->map_len = len;
     st->top = (void *)(((uintptr_t)base + len) & ~(uintptr_t)15);
+    st->low = (char *)base + page;
     return 0;
 }
 

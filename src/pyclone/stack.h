@@ -12,6 +12,7 @@
 
 struct child_stack {
     void *top;          /* 16-byte aligned initial stack pointer */
+    void *low;          /* lowest address the child may use (above the guard) */
     void *map_base;     /* mapping to release, or NULL when carved */
     size_t map_len;
 };

@@ -1,6 +1,6 @@
 /* tstate.c - thread states lent to CLONE_VM children and taken back.
  *
- * The fact everything here rests on (CPython 3.9-3.13): a thread state is
+ * The fact everything here rests on (CPython 3.9-3.15): a thread state is
  * "current" exactly while its thread holds the GIL.  A child can vanish
  * holding it (os.execv, os._exit, a fatal signal), so the survivor looks at
  * the current thread state once the child is gone: if it is the child's,
@@ -69,10 +69,9 @@ tstate_bind_gilstate(PyThreadState *tstate)
 }
 
 void
-tstate_discard_child(PyThreadState *child, void *child_top_frame)
+tstate_discard_child(PyThreadState *child, void *abandoned)
 {
-    frames_release_abandoned(child, child_top_frame);
-    compat_reset_cframe(child);
+    frames_release_abandoned(abandoned);
     PyThreadState_Clear(child);
     PyThreadState_Delete(child);
 }
@@ -125,16 +124,16 @@ tstate_reset_for_reuse(PyThreadState *t)
 }
 
 void
-tstate_release_child(PyThreadState *child, void *child_top_frame, int clean)
+tstate_release_child(PyThreadState *child, void *abandoned, int clean)
 {
-    if (clean && child_top_frame == NULL && spare == NULL && tstate_reusable(child)) {
+    if (clean && spare == NULL && tstate_reusable(child)) {
         tstate_reset_for_reuse(child);     /* may run __del__ methods */
         if (spare == NULL) {
             spare = child;
             return;
         }
     }
-    tstate_discard_child(child, child_top_frame);
+    tstate_discard_child(child, abandoned);
 }
 
 void
@@ -162,7 +161,7 @@ tstate_guard_gone(void)
 
 void
 tstate_settle_borrowed(PyThreadState *parent, PyThreadState *child,
-                       void *child_top_frame, int clean)
+                       void *abandoned, int clean)
 {
     /* Only the child's thread state being current means the child died
      * holding the GIL.  NULL, or (before 3.12, where "current" is a process
@@ -177,5 +176,5 @@ tstate_settle_borrowed(PyThreadState *parent, PyThreadState *child,
         PyEval_RestoreThread(parent);
     }
     tstate_bind_gilstate(parent);
-    tstate_release_child(child, child_top_frame, clean);
+    tstate_release_child(child, abandoned, clean);
 }

@@ -16,9 +16,10 @@ void tstate_bind_gilstate(PyThreadState *tstate);
 
 /* Borrowed mode, in the parent thread right after the child is gone,
  * without the GIL: take the GIL back for `parent` (taking it over from the
- * child if the child left holding it), then clear and delete `child`. */
+ * child if the child left holding it), then clear and delete `child`.
+ * `abandoned` comes from frames_abandon() (NULL after a clean return). */
 void tstate_settle_borrowed(PyThreadState *parent, PyThreadState *child,
-                            void *child_top_frame, int clean);
+                            void *abandoned, int clean);
 
 /* A thread state for a new CLONE_VM child: this thread's idle one if it
  * has one (its data stack is already allocated: a fresh thread state's
@@ -29,7 +30,7 @@ PyThreadState *tstate_for_child(PyInterpreterState *interp);
  * when the child ended cleanly and left no tracing or profiling behind
  * (reset so that threading.local, contextvars and asyncio hooks start
  * fresh), else release its frames and delete it.  GIL held. */
-void tstate_release_child(PyThreadState *child, void *child_top_frame, int clean);
+void tstate_release_child(PyThreadState *child, void *abandoned, int clean);
 
 /* A child's thread state may serve the next child (no tracing/profiling
  * left behind), after tstate_reset_for_reuse() (GIL held). */
@@ -52,7 +53,7 @@ void tstate_forget_spare(void);
 
 /* Releases what the child's abandoned frames hold (frames.h), then clears
  * and deletes its thread state; the caller holds the GIL with another
- * thread state current.  `child_top_frame` comes from frames_top(). */
-void tstate_discard_child(PyThreadState *child, void *child_top_frame);
+ * thread state current.  `abandoned` comes from frames_abandon(). */
+void tstate_discard_child(PyThreadState *child, void *abandoned);
 
 #endif
