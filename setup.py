@@ -4,7 +4,7 @@ import os
 from setuptools import Extension, setup
 
 SOURCES = ["_clonemodule.c", "child.c", "cstack.c", "frames.c", "host.c", "rawclone.c", "sem.c",
-           "stack.c", "tstate.c"]
+           "stack.c", "terminate.c", "tstate.c", "watchdog.c"]
 
 setup(
     ext_modules=[
@@ -13,7 +13,7 @@ setup(
             sources=["src/pyclone/" + name for name in SOURCES],
             depends=["src/pyclone/" + name for name in
                      ("compat.h", "child.h", "cstack.h", "frames.h", "host.h", "rawclone.h", "sem.h",
-                      "stack.h", "tstate.h")],
+                      "stack.h", "terminate.h", "tstate.h", "watchdog.h")],
             extra_compile_args=["-std=gnu11", "-Wall", "-Wextra",
                                 "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
             libraries=["dl", "m"],

@@ -142,3 +142,36 @@ def cgroup_dir():
         yield path
     finally:
         os.rmdir(path)
+
+
+def kill_at_safe_point(pid, sig=signal.SIGKILL, timeout=10.0):
+    """Sends `sig` to CLONE_VM child `pid` only while it is stopped in a
+    system call that holds no lock (pyclone's safe path: a signal that lands
+    while the child waits for the GIL would hang or abort this process)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = pyclone._clone.signal_at_safe_point(pid, sig)
+        if r:
+            return r == 1
+        time.sleep(0.001)
+    raise AssertionError(f"child {pid} never reached a safe point in {timeout} s")
+
+
+_SYSCALLS = {"x86_64": {"read": 0, "clock_nanosleep": 230},
+             "aarch64": {"read": 63, "clock_nanosleep": 115}}
+
+
+def wait_blocked_in(pid, name, timeout=10.0):
+    """Waits until task `pid` is blocked in system call `name` (from
+    /proc/<pid>/syscall): a known safe point when nothing will wake it."""
+    import time
+    nr = _SYSCALLS[os.uname().machine][name]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/syscall") as f:
+            first = f.read().split()[0]
+        if first == str(nr):
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"task {pid} did not block in {name} within {timeout} s")

@@ -14,7 +14,7 @@ import traceback
 import pytest
 
 import pyclone
-from conftest import overflow_the_stack, BORROWED, _anon_rw_mappings, reap
+from conftest import overflow_the_stack, BORROWED, _anon_rw_mappings, kill_at_safe_point, reap
 
 P = pyclone
 FLAGS = BORROWED
@@ -224,8 +224,7 @@ def test_child_killed_in_a_gil_free_call(spinner):
     def killer():
         while not pids:
             time.sleep(0.01)
-        time.sleep(0.1)
-        os.kill(pids[0], signal.SIGKILL)
+        assert kill_at_safe_point(pids[0], signal.SIGKILL)
 
     def spin():
         while not stop.is_set():

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 import pyclone as P
-from conftest import needs_root, reap
+from conftest import needs_root, reap, wait_blocked_in
 
 #: (name, flags) of the three modes, as clone3 takes them (no signal byte).
 MODES = [("fork", 0), ("borrowed", P.CLONE_VM | P.CLONE_VFORK), ("thread", P.CLONE_VM)]
@@ -78,6 +78,9 @@ def test_pidfd_send_signal_kills_the_child(flags):
     r, w = os.pipe()
     try:
         res = P.clone3(block_on, flags, pidfd=True, args=(r,))
+        # A CLONE_VM child is killed only at a known safe point: blocked in
+        # read() on a pipe nobody writes to.
+        wait_blocked_in(res.pid, "read")
         signal.pidfd_send_signal(res.pidfd, signal.SIGKILL)
         info = os.waitid(os.P_PIDFD, res.pidfd, os.WEXITED)
         assert info.si_code == os.CLD_KILLED and info.si_status == signal.SIGKILL

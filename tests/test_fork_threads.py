@@ -76,9 +76,12 @@ def wait_single_threaded():
         if len(os.listdir("/proc/self/task")) == 1:
             return
         time.sleep(0.01)
-    pytest.fail("another thread is still running")
+    names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+    pytest.fail(f"another thread is still running: {names}")
 
 
+# pytest-timeout's thread method is a thread of its own: not here.
+@pytest.mark.timeout(60, method="signal")
 def test_single_threaded_raw_clone_does_not_warn():
     wait_single_threaded()
     with warnings.catch_warnings():

@@ -15,11 +15,14 @@ import time
 import pytest
 
 import pyclone
-from conftest import overflow_the_stack, reap
+from conftest import kill_at_safe_point, overflow_the_stack, reap
 from test_borrowed_mode import parent_is_healthy, thread_states
 
 P = pyclone
 THREAD = P.CLONE_VM | signal.SIGCHLD
+#: For tests that need the process to be single-threaded: pytest-timeout's
+#: thread method (the default here) is a thread of its own.
+SINGLE_THREADED = pytest.mark.timeout(60, method="signal")
 SEEDS = P.CLONE_VM | P.CLONE_FS | P.CLONE_FILES | P.CLONE_SIGHAND | signal.SIGCHLD
 GROUP = P.CLONE_VM | P.CLONE_SIGHAND | P.CLONE_THREAD
 
@@ -273,8 +276,7 @@ def test_sigkill_while_blocked_in_a_gil_free_call(spinner):
     try:
         pid = P.clone(child, THREAD)
         assert inside.wait(10)
-        time.sleep(0.05)
-        os.kill(pid, signal.SIGKILL)
+        assert kill_at_safe_point(pid, signal.SIGKILL)
         assert reap(pid) == -signal.SIGKILL
     finally:
         stop.set()
@@ -289,8 +291,10 @@ def test_sigkill_while_holding_the_gil():
     assert parent_is_healthy()
 
 
-def test_sigkill_in_a_semaphore_like_wait():
-    """Blocked in a lock acquire (GIL released), killed from outside."""
+def test_terminate_while_blocked_on_a_lock_waits_for_python():
+    """Blocked in a lock acquire (a futex wait, not a safe point): terminate
+    leaves it there; once it gets the lock it runs Python again, where the
+    exception ends it as killed by SIGTERM."""
     lock = threading.Lock()
     lock.acquire()
     inside = threading.Event()
@@ -298,12 +302,14 @@ def test_sigkill_in_a_semaphore_like_wait():
     def child():
         inside.set()
         lock.acquire()
+        while True:
+            pass
     pid = P.clone(child, THREAD)
     assert inside.wait(10)
-    time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    assert reap(pid) == -signal.SIGKILL
+    P.terminate(pid, timeout=0.2)
+    assert P.waitpid(pid, P.WALL | os.WNOHANG) == (0, 0)
     lock.release()
+    assert reap(pid) == -signal.SIGTERM
     assert parent_is_healthy()
 
 
@@ -407,6 +413,7 @@ def test_seed_stack_sizes():
 
 # ---- leftovers -------------------------------------------------------------
 
+@SINGLE_THREADED
 def test_hosts_are_pooled_and_then_leave():
     for _ in range(5):
         assert reap(P.clone(lambda: 0, THREAD)) == 0
@@ -416,6 +423,7 @@ def test_hosts_are_pooled_and_then_leave():
     assert pyclone._clone.parked_hosts() == 0
 
 
+@SINGLE_THREADED
 def test_no_thread_states_left_behind():
     """Each pooled host keeps one idle thread state for its next child; it
     goes with the host (after 0.5 s idle).  Nothing else stays."""
@@ -441,6 +449,7 @@ def test_running_children_are_joined_at_interpreter_exit(tmp_path):
     assert out.read_text() == "finished"
 
 
+@SINGLE_THREADED
 def test_fork_mode_after_thread_mode_is_not_warned_about():
     import warnings
     assert reap(P.clone(lambda: 0, THREAD)) == 0

@@ -4,7 +4,8 @@ A Python callable runs in a new task whose sharing with its parent (memory,
 file descriptors, cwd/umask, signal handlers, namespaces, thread group) is
 chosen flag by flag, as the system call offers it.  See the README.
 """
-from ._core import clone, waitpid
+from ._core import clone, terminate, waitpid
+from ._exit import Terminated
 from ._clone3 import CloneResult, clone3
 from .child import Child, ChildError, run
 from ._rules import DEFAULT_STACK_SIZE, MIN_STACK_SIZE
@@ -41,7 +42,8 @@ CLONE_IO = CloneFlags.CLONE_IO
 CLONE_CLEAR_SIGHAND = CloneFlags.CLONE_CLEAR_SIGHAND
 CLONE_INTO_CGROUP = CloneFlags.CLONE_INTO_CGROUP
 
-__all__ = ["clone", "clone3", "CloneResult", "Child", "ChildError", "run", "waitpid", "Semaphore", "RecursiveSemaphore", "Queue",
+__all__ = ["clone", "clone3", "CloneResult", "Child", "ChildError", "run", "waitpid",
+           "terminate", "Terminated", "Semaphore", "RecursiveSemaphore", "Queue",
            "CloneFlags", "CSIGNAL", "WALL", "WCLONE",
            "WNOTHREAD", "DEFAULT_STACK_SIZE", "MIN_STACK_SIZE",
            "CLONE_NEWTIME",

@@ -56,8 +56,16 @@ def check_cgroup(cgroup):
     if isinstance(cgroup, bool):
         raise TypeError("cgroup must be a directory fd or a path, not bool")
     fd = _rules.check_int(cgroup, "cgroup (a directory fd or path)")
-    if fd < 0:
-        raise ValueError(f"cgroup fd {fd} is negative")
+    if not 0 <= fd < 1 << 31:
+        raise ValueError(f"cgroup fd {fd} is {'negative' if fd < 0 else 'too large'}: "
+                         "not a file descriptor; pass an fd from "
+                         "os.open(path, os.O_RDONLY | os.O_DIRECTORY), or the path itself")
+    try:
+        os.fstat(fd)
+    except OSError:
+        raise ValueError(f"cgroup fd {fd} is not an open file descriptor: pass an fd from "
+                         "os.open(path, os.O_RDONLY | os.O_DIRECTORY), or the path "
+                         "itself") from None
     return fd
 
 
@@ -96,6 +104,7 @@ def check_clone3_flags(flags, exit_signal, pidfd, cgroup, set_tid):
     sig = _rules.check_int(exit_signal, "exit_signal")
     if not 0 <= sig <= 64:
         raise ValueError(f"exit_signal {sig} is not a signal: it must be 0..64")
+    _rules.check_exit_signal(sig)
     want_pidfd = bool(pidfd) or bool(bits & F.CLONE_PIDFD)
     bits &= ~F.CLONE_PIDFD
     if bits & F.CLONE_INTO_CGROUP and cgroup is None:
@@ -105,6 +114,8 @@ def check_clone3_flags(flags, exit_signal, pidfd, cgroup, set_tid):
     checked = bits | (F.CLONE_PIDFD if want_pidfd else 0)
     checked |= F.CLONE_INTO_CGROUP if cgroup is not None else 0
     mode = _rules.check_flag_bits(checked, "clone3")
+    if sig and sig != signal.SIGCHLD:
+        _rules.check_exit_signal_handled(sig, bits)
     if mode != "fork" and not _clone.HAVE_CLONE3_VM:
         needs = [name for name, used in (("CLONE_NEWTIME", bits & F.CLONE_NEWTIME),
                                           ("CLONE_INTO_CGROUP", cgroup is not None),

@@ -40,7 +40,9 @@
 #include "sem.h"
 #include "rawclone.h"
 #include "stack.h"
+#include "terminate.h"
 #include "tstate.h"
+#include "watchdog.h"
 
 #define CLONE_CLEAR_SIGHAND_BIT 0x100000000ULL
 #define CLONE_PIDFD_BIT 0x00001000ULL
@@ -372,6 +374,8 @@ clone_borrowed(PyObject *module, PyObject *args)
     struct borrowed_plan plan;
     plan.plan = plan_tuple;
     plan.clean = 0;
+    plan.tid = 0;
+    plan.flags = flags;
     plan.tstate = tstate_for_child(PyThreadState_GetInterpreter(PyThreadState_Get()));
     if (plan.tstate == NULL) {
         return PyErr_NoMemory();
@@ -390,6 +394,7 @@ clone_borrowed(PyObject *module, PyObject *args)
     /* Release the GIL so other threads run while this one is suspended;
      * block every signal so none is handled on the child's borrowed TLS
      * before its thread state is attached (the child restores the mask). */
+    vm_register(&plan.vm, &plan.tid);
     PyThreadState *parent = PyEval_SaveThread();
     (void)pthread_sigmask(SIG_SETMASK, &all, &plan.mask);
     pid_t pid = rawclone_vm(&req, &start, &plan.clear_sighand);
@@ -397,7 +402,11 @@ clone_borrowed(PyObject *module, PyObject *args)
     /* Before this thread reuses the stack the child ran on. */
     void *abandoned = pid >= 0 && !plan.clean ? frames_abandon(plan.tstate) : NULL;
     (void)pthread_sigmask(SIG_SETMASK, &plan.mask, NULL);
-    tstate_settle_borrowed(parent, plan.tstate, abandoned, plan.clean || pid < 0);
+    if (pid >= 0 && !plan.clean && !plan.vm.killed_safely) {
+        watchdog_check(pid, compat_current_tstate() == plan.tstate);
+    }
+    tstate_settle_borrowed(parent, plan.tstate, &plan.vm, abandoned, plan.clean || pid < 0);
+    vm_unregister(&plan.vm);
     stack_release(&st);
     if (pid < 0) {
         return raise_errno(saved_errno, extras.given ? "clone3" : "clone");
@@ -482,7 +491,10 @@ thread_join(PyObject *module, PyObject *args)
     if (r == 0) {
         return Py_BuildValue("ii", 0, 0);
     }
-    return Py_BuildValue("ii", tid, (status & 0xff) << 8);   /* WIFEXITED */
+    /* The wait status a process would have: WIFSIGNALED for a child that
+     * ended as killed (pyclone.Terminated), else WIFEXITED. */
+    int wstatus = status < 0 ? (-status) & 0x7f : (status & 0xff) << 8;
+    return Py_BuildValue("ii", tid, wstatus);
 }
 
 static PyObject *
@@ -527,6 +539,45 @@ set_pdeathsig(PyObject *module, PyObject *args)
         return raise_errno(errno, "prctl(PR_SET_PDEATHSIG)");
     }
     Py_RETURN_NONE;
+}
+
+static PyObject *
+terminate_vm(PyObject *module, PyObject *args)
+{
+    int tid;
+    PyObject *exc_type;
+    double timeout;
+    if (!PyArg_ParseTuple(args, "iOd:terminate_vm", &tid, &exc_type, &timeout)) {
+        return NULL;
+    }
+    return PyLong_FromLong(terminate_vm_child((pid_t)tid, exc_type, timeout));
+}
+
+static PyObject *
+signal_at_safe_point(PyObject *module, PyObject *args)
+{
+    int tid, sig;
+    if (!PyArg_ParseTuple(args, "ii:signal_at_safe_point", &tid, &sig)) {
+        return NULL;
+    }
+    return PyLong_FromLong(terminate_signal_at_safe_point((pid_t)tid, sig));
+}
+
+/* The calling process's disposition of `sig`: 0 default, 1 ignored, 2 a
+ * handler (the kernel's view; Python's table can disagree under CLONE_VM). */
+static PyObject *
+signal_disposition(PyObject *module, PyObject *args)
+{
+    int sig;
+    if (!PyArg_ParseTuple(args, "i:signal_disposition", &sig)) {
+        return NULL;
+    }
+    struct sigaction sa;
+    if (sigaction(sig, NULL, &sa) != 0) {
+        return raise_errno(errno, "sigaction");
+    }
+    int kind = sa.sa_handler == SIG_DFL ? 0 : sa.sa_handler == SIG_IGN ? 1 : 2;
+    return PyLong_FromLong(kind);
 }
 
 /* A signal to one thread of this process, by tid (os.kill would signal the
@@ -790,6 +841,14 @@ static PyMethodDef clone_methods[] = {
     {"sem_sysv_getval", sem_sysv_getval, METH_VARARGS, "sem_sysv_getval(id) -> value."},
     {"set_pdeathsig", set_pdeathsig, METH_VARARGS,
      "set_pdeathsig(sig): prctl(PR_SET_PDEATHSIG) for the calling thread."},
+    {"terminate_vm", terminate_vm, METH_VARARGS,
+     "terminate_vm(tid, exc_type, timeout) -> 0 not a task sharing our memory,\n"
+     "1 exception pending or raised, 2 signalled at a safe point or ending."},
+    {"signal_at_safe_point", signal_at_safe_point, METH_VARARGS,
+     "signal_at_safe_point(tid, sig) -> 1 sent while stopped in a lock-free\n"
+     "system call, 0 not at a safe point now, -1 gone."},
+    {"signal_disposition", signal_disposition, METH_VARARGS,
+     "signal_disposition(sig) -> 0 default, 1 ignored, 2 handled (sigaction)."},
     {"signal_thread", signal_thread, METH_VARARGS,
      "signal_thread(tid, sig): tgkill() to a thread of this process."},
     {"wait_pid", wait_pid, METH_VARARGS,

@@ -243,6 +243,8 @@ def clone(fn: Callable[..., Any], flags: int = signal.SIGCHLD,
     if checked is None:
         checked = _check_clone_flags(flags)
     bits, exit_signal, mode = checked
+    if exit_signal != _SIGCHLD and exit_signal:
+        _rules.check_exit_signal_handled(exit_signal, bits)
     size = None if stack_size is None else _rules.check_stack_size(stack_size)
     if type(args) is not tuple or kwargs is not None:
         args, kwargs = _rules.check_call_args(args, kwargs)
@@ -253,6 +255,7 @@ def clone(fn: Callable[..., Any], flags: int = signal.SIGCHLD,
 
 
 _checked_clone_flags: Dict[int, Tuple[int, int, str]] = {}
+_SIGCHLD = int(signal.SIGCHLD)
 _on_return = _exit.on_return
 _on_exception = _exit.on_exception
 
@@ -287,6 +290,38 @@ def waitpid(pid: int = -1, options: int = WALL) -> Tuple[int, int]:
         if joined is not None:
             return joined
     return _clone.wait_pid(pid, options)
+
+
+def terminate(pid: int, timeout: float = 1.0) -> None:
+    """End child ``pid`` the way ``SIGTERM`` would, safely for any mode.
+
+    A fork-mode child is a process of its own: it gets ``SIGTERM``.  A
+    ``CLONE_VM`` child shares this interpreter's memory, and a signal that
+    lands while it holds or waits for a lock there (the GIL's, malloc's)
+    would leave the parent hung; so it is ended where it holds nothing:
+
+    * running Python: :class:`pyclone.Terminated` is raised in it at its next
+      bytecode; it unwinds (``finally`` blocks run) and, if the exception
+      leaves its callable, ends as a process killed by SIGTERM;
+    * blocked in a system call other than a lock wait (a sleep, a read, a
+      poll, a wait, a semaphore): stopped, checked, and killed by SIGTERM
+      without running another instruction (by SIGKILL where SIGTERM's action
+      in its handler table is not the default);
+    * waiting for a lock (GIL, mutex, condition variable) or running C code:
+      left alone until it returns to Python, where the exception takes it.
+
+    Tries to reach a safe point for up to ``timeout`` seconds, then returns;
+    the exception stays pending for the child's next bytecode.  A
+    ``CLONE_THREAD`` child gets the exception only.  Reap the child as
+    usual afterwards.  Unlike ``os.kill(pid, SIGKILL)``, which is as
+    dangerous for a ``CLONE_VM`` child as killing a thread.
+    """
+    if type(pid) is not int:
+        pid = _rules.check_int(pid, "pid")
+    if pid <= 0:
+        raise ValueError(f"pid must be a positive process id, got {pid}")
+    if _clone.terminate_vm(pid, _exit.Terminated, float(timeout)) == 0:
+        os.kill(pid, signal.SIGTERM)    # shares no memory with us: a signal is safe
 
 
 def mode_for_demo(bits):

@@ -1,8 +1,18 @@
 """What runs in the child around the user's callable: the exit rules of
 DESIGN.md.  It never calls exit() or PyErr_Print on SystemExit: in a child
 that shares the interpreter that would finalise the parent's."""
+import signal
 import sys
 import traceback
+
+
+class Terminated(BaseException):
+    """Raised in a CLONE_VM child by :func:`pyclone.terminate` (and
+    ``Child.terminate()``) at its next bytecode.  Like ``SystemExit`` it is
+    a ``BaseException``: ``finally`` blocks and context managers run as it
+    unwinds.  If it leaves the child's callable, the child ends as a process
+    killed by SIGTERM (exit code ``-SIGTERM``).  A child may catch it, and
+    then goes on."""
 
 
 def flush_std_streams():
@@ -43,7 +53,9 @@ def on_return(result):
 
 def on_exception(exc):
     """Called by the C core in the child when fn raised ``exc``."""
-    if isinstance(exc, SystemExit):
+    if isinstance(exc, Terminated):
+        status = -signal.SIGTERM        # the C core ends the child by that signal
+    elif isinstance(exc, SystemExit):
         status = system_exit_status(exc)
     else:
         try:

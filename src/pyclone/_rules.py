@@ -65,7 +65,28 @@ _KERNEL_RULES = (
     (lambda b: b & F.CLONE_PIDFD and b & F.CLONE_THREAD,
      "CLONE_PIDFD cannot be combined with CLONE_THREAD: pidfds refer to "
      "thread-group leaders."),
+    # Not the kernel's rule but a trap it sets: when the init of a PID
+    # namespace exits, zap_pid_ns_processes() sets SIGCHLD to SIG_IGN in its
+    # handler table - shared with the parent - and from then on the kernel
+    # reaps every child of the parent itself (waitpid fails, Popen.wait()
+    # reports 0) while signal.getsignal() still says SIG_DFL.
+    (lambda b: b & F.CLONE_NEWPID and b & F.CLONE_SIGHAND,
+     "CLONE_NEWPID cannot be combined with CLONE_SIGHAND: the child is the init "
+     "of its PID namespace, and when it exits the kernel sets SIGCHLD to "
+     "SIG_IGN in its signal handler table, which the parent would share; every "
+     "later child of the parent would then be reaped by the kernel before "
+     "anyone could wait for it. Drop CLONE_SIGHAND."),
 )
+
+#: Exit signals the parent could not survive or ever handle.
+_FATAL_EXIT_SIGNALS = {
+    9: "SIGKILL cannot be caught: the child's exit would kill the parent",
+    19: "SIGSTOP cannot be caught: the child's exit would stop the parent",
+    32: "signal 32 is reserved by glibc (thread cancellation): Python cannot handle it",
+    33: "signal 33 is reserved by glibc (set*id broadcast): Python cannot handle it",
+}
+#: Signals whose default action is to do nothing (ignore, or continue).
+_HARMLESS_BY_DEFAULT = frozenset((17, 18, 23, 28))    # CHLD, CONT, URG, WINCH
 
 
 def mode_of(bits):
@@ -114,6 +135,38 @@ def check_legacy_exit_signal(exit_signal):
         raise ValueError(
             f"exit signal {exit_signal} (low byte of flags) is not a signal: "
             f"it must be 0..{_MAX_SIGNAL}")
+    check_exit_signal(exit_signal)
+
+
+def check_exit_signal(sig):
+    """Exit signals that can never be right (any time, so cacheable)."""
+    if sig in _FATAL_EXIT_SIGNALS:
+        raise ValueError(f"exit signal {sig} is refused: {_FATAL_EXIT_SIGNALS[sig]}. "
+                         "Use SIGCHLD (the default), 0 for none, or a signal you handle")
+
+
+def check_exit_signal_handled(sig, bits):
+    """An exit signal that would terminate or stop the parent as things stand
+    (its disposition is the default) is refused; checked at each call, as
+    handlers change.  Under CLONE_PARENT the signal is the caller's parent's
+    business, and a CLONE_THREAD child sends none."""
+    if sig in _HARMLESS_BY_DEFAULT or bits & (F.CLONE_PARENT | F.CLONE_THREAD):
+        return
+    if _clone.signal_disposition(sig) == 0:
+        name = _signal_name(sig)
+        raise ValueError(
+            f"exit signal {name} would kill (or stop) this process when the child exits: "
+            f"its disposition is the default. Install a handler first "
+            f"(signal.signal({name}, handler)) or ignore it, or use SIGCHLD (the "
+            "default) or 0")
+
+
+def _signal_name(sig):
+    import signal
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
 
 
 _checked: Dict[Tuple[int, str], str] = {}

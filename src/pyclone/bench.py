@@ -173,8 +173,8 @@ def run_pingpong(quick=False):
             b.append(pingpong(ref, mode, trips))
         ma, mb = statistics.median(a), statistics.median(b)
         results.append({"rss_extra_mib": 0, "method": f"ping-pong {name} ({mode})",
-                        "reference": ref, "method_us": round(ma * 1e6, 1),
-                        "reference_us": round(mb * 1e6, 1), "ratio": round(ma / mb, 3)})
+                        "reference": ref, "method_us": round(ma * 1e6, 3),
+                        "reference_us": round(mb * 1e6, 3), "ratio": round(ma / mb, 3)})
     return results
 
 
@@ -210,7 +210,7 @@ def run(quick=False, pairs=None, sizes=None):
             interleaved(table[name], table[ref], 1, 5)
             a, b = interleaved(table[name], table[ref], rounds, batch)
             results.append({"rss_extra_mib": size // MiB, "method": name, "reference": ref,
-                            "method_us": round(a * 1e6, 1), "reference_us": round(b * 1e6, 1),
+                            "method_us": round(a * 1e6, 3), "reference_us": round(b * 1e6, 3),
                             "ratio": round(a / b, 3)})
         del extra
     return {"machine": {"python": platform.python_version(), "kernel": platform.release(),
@@ -226,8 +226,8 @@ def print_table(report):
           "(ping-pong: per round trip)\n")
     print(f"{'RSS+':>6}  {'method':<40}{'us':>9}   {'reference':<26}{'us':>9}  {'ratio':>6}")
     for r in report["results"]:
-        print(f"{r['rss_extra_mib']:>5}M  {r['method']:<40}{r['method_us']:>9}   "
-              f"{r['reference']:<26}{r['reference_us']:>9}  {r['ratio']:>6.3f}")
+        print(f"{r['rss_extra_mib']:>5}M  {r['method']:<40}{r['method_us']:>9.1f}   "
+              f"{r['reference']:<26}{r['reference_us']:>9.1f}  {r['ratio']:>6.3f}")
     if not m["c_baseline"]:
         print("\n(no C baseline: run from the repository root, or set PYCLONE_BENCHMARKS)")
 

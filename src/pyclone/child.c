@@ -134,7 +134,33 @@ child_call_target(PyObject *plan)
         PyErr_Clear();
         code = 1;
     }
+    if (code < 0 && code >= -64) {
+        return (int)code;           /* end as killed by signal -code */
+    }
     return (int)(code & 0xff);
+}
+
+PYCLONE_NORETURN void PYCLONE_NOINLINE
+child_die_by_signal(int sig, int shared_sighand)
+{
+    /* Reached with no Python state held (or, in borrowed mode, with the GIL
+     * that the parent takes over, as after _exit).  sigaction, sigprocmask
+     * and tgkill are async-signal-safe system calls. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    if (!shared_sighand) {
+        sa.sa_handler = SIG_DFL;            /* our own table: nobody else's */
+        (void)sigaction(sig, &sa, NULL);
+    }
+    else if (sigaction(sig, NULL, &sa) != 0 || sa.sa_handler != SIG_DFL) {
+        sig = SIGKILL;                      /* the parent's handler is not ours to change */
+    }
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    (void)sigprocmask(SIG_UNBLOCK, &one, NULL);
+    (void)syscall(SYS_tgkill, (pid_t)syscall(SYS_getpid), (pid_t)syscall(SYS_gettid), sig);
+    _exit(128 + sig);                       /* not reached */
 }
 
 /* A child process that ends normally first joins its own thread-mode
@@ -206,6 +232,9 @@ child_after_fork(const struct fork_child_plan *plan)
     (void)pthread_sigmask(SIG_SETMASK, plan->mask, NULL);
     int status = child_call_target(plan->plan);
     child_leave_process();
+    if (status < 0) {
+        child_die_by_signal(-status, 0);    /* a process of its own */
+    }
     child_exit(status);
 }
 
@@ -214,6 +243,9 @@ child_borrowed_main(void *arg)
 {
     struct borrowed_plan *plan = arg;
 
+    /* First, so that terminate() finds us by pid (a raw system call: no
+     * errno, which is the suspended parent's). */
+    plan->tid = (pid_t)syscall(SYS_gettid);
     if (plan->clear_sighand) {
         child_reset_handlers();
     }
@@ -222,9 +254,15 @@ child_borrowed_main(void *arg)
      * This waits for the GIL like any thread (the parent released it). */
     PyEval_RestoreThread(plan->tstate);
     tstate_bind_gilstate(plan->tstate);
+    vm_running(&plan->vm, plan->tstate);
     int status = child_call_target(plan->plan);
+    vm_done(&plan->vm);
     child_leave_process();
     plan->clean = 1;        /* shared memory: the parent may reuse our state */
+    if (status < 0) {
+        /* Holding the GIL, as _exit would: the parent takes it over. */
+        child_die_by_signal(-status, (plan->flags & CLONE_SIGHAND) != 0);
+    }
     child_exit(status);
 }
 
@@ -238,7 +276,9 @@ child_thread_main(void *arg)
     }
     (void)pthread_sigmask(SIG_SETMASK, &job->mask, NULL);
     PyEval_RestoreThread(job->tstate);
+    vm_running(&job->vm, job->tstate);
     int status = child_call_target(job->plan);
+    vm_done(&job->vm);
     if (!(job->flags & CLONE_THREAD)) {
         child_leave_process();      /* our own process: retire its hosts */
     }
@@ -256,6 +296,10 @@ child_thread_main(void *arg)
         PyThreadState_Clear(job->tstate);
         job->clean = 1;             /* shared memory: nothing left for the host */
         PyThreadState_DeleteCurrent();  /* and the GIL */
+    }
+    if (status < 0 && !(job->flags & CLONE_THREAD)) {
+        /* Nothing held any more: end as killed by that signal. */
+        child_die_by_signal(-status, (job->flags & CLONE_SIGHAND) != 0);
     }
     return status;                  /* glibc's trampoline: exit(status) */
 }

@@ -5,6 +5,7 @@
 #define PYCLONE_CHILD_H
 
 #include "compat.h"
+#include "terminate.h"
 #include <signal.h>
 #include <stdint.h>
 
@@ -45,6 +46,9 @@ PYCLONE_NORETURN void child_after_fork(const struct fork_child_plan *plan);
 struct borrowed_plan {
     PyObject *plan;         /* (fn, args, kwargs, on_return, on_exception) */
     PyThreadState *tstate;  /* created by the parent for the child */
+    struct vm_entry vm;     /* for terminate (terminate.h) */
+    volatile pid_t tid;     /* the child's, stored by the child first thing */
+    uint64_t flags;
     sigset_t mask;          /* the caller's mask */
     int clear_sighand;
     int clean;              /* set by the child just before it exits normally */
@@ -55,7 +59,13 @@ int child_borrowed_main(void *arg);
 int child_thread_main(void *arg);
 
 /* Calls fn(*args, **kwargs) from `plan` with the GIL held and returns the
- * exit status 0..255 that on_return/on_exception decide. */
+ * exit status 0..255 that on_return/on_exception decide, or -N when the
+ * child is to end as killed by signal N (pyclone.Terminated: -SIGTERM). */
 int child_call_target(PyObject *plan);
+
+/* Ends the calling child as killed by `sig`, holding nothing: in its own
+ * handler table the signal's action is made the default first; in a shared
+ * one (CLONE_SIGHAND) where it is not the default, SIGKILL instead. */
+PYCLONE_NORETURN void child_die_by_signal(int sig, int shared_sighand);
 
 #endif

@@ -242,6 +242,8 @@ class Child:
                 value = self.run()
             except SystemExit as exc:
                 status = _exit.system_exit_status(exc)
+            except _exit.Terminated:
+                raise                       # on_exception: ends as killed by SIGTERM
             except BaseException as exc:
                 print(f"{self.name} (pid {os.getpid()}):", file=sys.stderr)
                 traceback.print_exception(type(exc), exc, exc.__traceback__)
@@ -297,6 +299,8 @@ class Child:
         """Starts the child; returns self (``with Child(f).start() as c:``)."""
         if self._pid is not None:
             raise RuntimeError("a Child can only be started once")
+        if self._exit_signal and self._exit_signal != signal.SIGCHLD:
+            _rules.check_exit_signal_handled(self._exit_signal, self._bits)
         sys.audit("pyclone.clone", self._bits | self._exit_signal, self._mode)
         _reap_orphans()
         fds = self._state["fds"]
@@ -447,9 +451,25 @@ class Child:
             os.kill(self._pid, sig)
 
     def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
+        """Ends the child as SIGTERM would; safe in every mode.  A fork-mode
+        child gets SIGTERM; a CLONE_VM child is ended where it holds no lock
+        it shares with this interpreter (:func:`pyclone.terminate`): it then
+        ends with ``exitcode == -SIGTERM``."""
+        self._check_started()
+        if self._exitcode is not None:
+            return
+        assert self._pid is not None
+        if self._vm:
+            _core.terminate(self._pid)
+        else:
+            self.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
+        """SIGKILL, at once.  For a CLONE_VM child this is as dangerous as
+        killing a thread: if it lands while the child holds or waits for a
+        lock in the memory it shares with this interpreter (the GIL's,
+        malloc's), this process hangs or must abort (pyclone then says so on
+        stderr).  Prefer :meth:`terminate`."""
         self.send_signal(signal.SIGKILL)
 
     def close(self) -> None:

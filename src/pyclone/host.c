@@ -28,6 +28,7 @@
 #include "cstack.h"
 #include "frames.h"
 #include "tstate.h"
+#include "watchdog.h"
 
 #define HOST_POOL_MAX 16
 #define HOST_LINGER_NS 500000000L      /* idle hosts exit after 0.5 s */
@@ -233,9 +234,13 @@ host_settle(struct thread_job *job)
     if (!job->clean) {
         PyThreadState *t = job->tstate;
         void *abandoned = frames_abandon(t);     /* before our stack grows */
+        if (!(job->flags & CLONE_THREAD) && !job->vm.killed_safely) {
+            watchdog_check(job->pid, compat_current_tstate() == t);
+        }
         if (compat_current_tstate() != t) {
             PyEval_RestoreThread(t);
         }
+        vm_done(&job->vm);                       /* before its thread state goes */
         frames_release_abandoned(abandoned);
         Py_CLEAR(job->plan);
         PyThreadState_Clear(t);
@@ -317,6 +322,7 @@ host_run(struct host *h, struct thread_job *job)
         raw_futex_wait(&job->tid_word, (uint32_t)t, 0, NULL);
     }
     host_settle(job);
+    vm_unregister(&job->vm);
     if (job->keep_tstate) {
         h->spare = job->tstate;
     }
@@ -429,6 +435,7 @@ host_start(struct thread_job *job, int *pidfd)
     job->interp = PyThreadState_GetInterpreter(PyThreadState_Get());
     job->owner = getpid();
     pthread_sigmask(SIG_BLOCK, NULL, &job->mask);
+    vm_register(&job->vm, &job->tid_word);
     registry_add(job);
 
     struct host *h = pool_take(job->stack_size);
@@ -442,6 +449,7 @@ host_start(struct thread_job *job, int *pidfd)
         pthread_mutex_lock(&registry_lock);
         registry_unlink(job);
         pthread_mutex_unlock(&registry_lock);
+        vm_unregister(&job->vm);
         Py_DECREF(job->plan);
         PyMem_RawFree(job);
         errno = err;
@@ -470,6 +478,7 @@ host_start(struct thread_job *job, int *pidfd)
     }
     pthread_mutex_unlock(&registry_lock);
     if (pid < 0) {
+        vm_unregister(&job->vm);
         Py_DECREF(job->plan);
         PyMem_RawFree(job);
         errno = err;

@@ -17,10 +17,12 @@
 #include <sys/types.h>
 
 #include "rawclone.h"
+#include "terminate.h"
 
 /* One thread-mode child, from request to cleanup. */
 struct thread_job {
     PyObject *plan;             /* (fn, args, kwargs, on_return, on_exception), owned */
+    struct vm_entry vm;         /* for terminate (terminate.h) */
     PyInterpreterState *interp;
     pid_t owner;                /* the requesting process (its hosts are its threads) */
     uint64_t flags;

@@ -161,7 +161,7 @@ tstate_guard_gone(void)
 
 void
 tstate_settle_borrowed(PyThreadState *parent, PyThreadState *child,
-                       void *abandoned, int clean)
+                       struct vm_entry *vm, void *abandoned, int clean)
 {
     /* Only the child's thread state being current means the child died
      * holding the GIL.  NULL, or (before 3.12, where "current" is a process
@@ -176,5 +176,6 @@ tstate_settle_borrowed(PyThreadState *parent, PyThreadState *child,
         PyEval_RestoreThread(parent);
     }
     tstate_bind_gilstate(parent);
+    vm_done(vm);            /* before its thread state goes */
     tstate_release_child(child, abandoned, clean);
 }

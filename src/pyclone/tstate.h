@@ -4,6 +4,7 @@
 #define PYCLONE_TSTATE_H
 
 #include "compat.h"
+#include "terminate.h"
 
 /* Called once at import, in a thread that has a thread state. */
 void tstate_init(void);
@@ -19,7 +20,7 @@ void tstate_bind_gilstate(PyThreadState *tstate);
  * child if the child left holding it), then clear and delete `child`.
  * `abandoned` comes from frames_abandon() (NULL after a clean return). */
 void tstate_settle_borrowed(PyThreadState *parent, PyThreadState *child,
-                            void *abandoned, int clean);
+                            struct vm_entry *vm, void *abandoned, int clean);
 
 /* A thread state for a new CLONE_VM child: this thread's idle one if it
  * has one (its data stack is already allocated: a fresh thread state's

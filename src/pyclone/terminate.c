@@ -1,0 +1,297 @@
+/* terminate.c - see terminate.h. */
+#define _GNU_SOURCE
+#include "terminate.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static pthread_mutex_t vm_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct vm_entry *vm_entries;
+
+void
+vm_register(struct vm_entry *e, volatile pid_t *tid)
+{
+    e->tid = tid;
+    e->tstate = NULL;
+    e->stage = VM_STARTING;
+    e->killed_safely = 0;
+    pthread_mutex_lock(&vm_lock);
+    e->next = vm_entries;
+    vm_entries = e;
+    pthread_mutex_unlock(&vm_lock);
+}
+
+void
+vm_unregister(struct vm_entry *e)
+{
+    pthread_mutex_lock(&vm_lock);
+    for (struct vm_entry **p = &vm_entries; *p != NULL; p = &(*p)->next) {
+        if (*p == e) {
+            *p = e->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&vm_lock);
+}
+
+void
+vm_running(struct vm_entry *e, PyThreadState *tstate)
+{
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    tstate->thread_id = (unsigned long)tid;     /* no pthread_t is this small */
+    tstate->native_thread_id = (unsigned long)tid;
+    e->tstate = tstate;
+    e->stage = VM_RUNNING;
+}
+
+void
+vm_done(struct vm_entry *e)
+{
+    if (e->stage == VM_RUNNING) {
+        e->tstate->thread_id = 0;
+    }
+    e->stage = VM_DONE;
+}
+
+/* The stage of child `tid` (GIL held, so VM_RUNNING stays true until we
+ * release it), -1 if it has no entry; *tstate gets its thread state. */
+static int
+vm_lookup(pid_t tid, PyThreadState **tstate)
+{
+    int stage = -1;
+    pthread_mutex_lock(&vm_lock);
+    for (struct vm_entry *e = vm_entries; e != NULL; e = e->next) {
+        if (*e->tid == tid) {
+            stage = e->stage;
+            *tstate = e->tstate;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&vm_lock);
+    return stage;
+}
+
+/* Its survivor need not watch for broken locks (watchdog.h). */
+static void
+vm_mark_killed_safely(pid_t tid)
+{
+    pthread_mutex_lock(&vm_lock);
+    for (struct vm_entry *e = vm_entries; e != NULL; e = e->next) {
+        if (*e->tid == tid) {
+            e->killed_safely = 1;
+        }
+    }
+    pthread_mutex_unlock(&vm_lock);
+}
+
+/* 1 if task `tid` shares our address space (kcmp KCMP_VM), else 0. */
+static int
+shares_our_memory(pid_t tid)
+{
+    return syscall(SYS_kcmp, getpid(), tid, 1 /* KCMP_VM */, 0, 0) == 0;
+}
+
+/* Reads /proc/<tid>/<name> into buf (NUL-terminated); -1 if it cannot. */
+static int
+read_proc(pid_t tid, const char *name, char *buf, size_t size)
+{
+    char path[64];
+    (void)snprintf(path, sizeof path, "/proc/%d/%s", (int)tid, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    ssize_t n;
+    do {
+        n = read(fd, buf, size - 1);
+    } while (n < 0 && errno == EINTR);
+    (void)close(fd);
+    if (n <= 0) {
+        return -1;
+    }
+    buf[n] = '\0';
+    return 0;
+}
+
+/* The task's state letter from /proc/<tid>/stat ('T' stopped, 'Z' gone...),
+ * or 0 if it has no /proc entry any more. */
+static char
+task_state(pid_t tid)
+{
+    char buf[512];
+    if (read_proc(tid, "stat", buf, sizeof buf) < 0) {
+        return 0;
+    }
+    char *p = strrchr(buf, ')');        /* the command name may hold ')' */
+    return p != NULL && p[1] == ' ' ? p[2] : 0;
+}
+
+/* Blocking system calls in which a task holds no lock of user space and
+ * waits for none: stopped there, it can be killed without harm.  A futex
+ * wait is not among them (the GIL, mutexes, condition variables). */
+static int
+safe_syscall(long nr)
+{
+    static const long safe[] = {
+        SYS_read, SYS_readv, SYS_pread64, SYS_preadv, SYS_write, SYS_writev,
+        SYS_recvfrom, SYS_recvmsg, SYS_sendto, SYS_sendmsg, SYS_accept4,
+        SYS_connect, SYS_ppoll, SYS_pselect6, SYS_epoll_pwait, SYS_nanosleep,
+        SYS_clock_nanosleep, SYS_rt_sigsuspend, SYS_rt_sigtimedwait,
+        SYS_wait4, SYS_waitid, SYS_semtimedop, SYS_msgrcv, SYS_msgsnd,
+#ifdef SYS_poll
+        SYS_poll,
+#endif
+#ifdef SYS_select
+        SYS_select,
+#endif
+#ifdef SYS_epoll_wait
+        SYS_epoll_wait,
+#endif
+#ifdef SYS_pause
+        SYS_pause,
+#endif
+#ifdef SYS_accept
+        SYS_accept,
+#endif
+#ifdef SYS_epoll_pwait2
+        SYS_epoll_pwait2,
+#endif
+    };
+    for (size_t i = 0; i < sizeof safe / sizeof safe[0]; i++) {
+        if (safe[i] == nr) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Whether `sig` is caught or ignored in the task's handler table. */
+static int
+handled_by(pid_t tid, int sig)
+{
+    char buf[4096];
+    if (read_proc(tid, "status", buf, sizeof buf) < 0) {
+        return 1;                       /* unknown: assume so */
+    }
+    unsigned long long mask = 0, m;
+    for (const char *key = "SigIgn:\t"; key != NULL;
+         key = strcmp(key, "SigIgn:\t") == 0 ? "SigCgt:\t" : NULL) {
+        const char *p = strstr(buf, key);
+        if (p == NULL || sscanf(p + strlen(key), "%llx", &m) != 1) {
+            return 1;
+        }
+        mask |= m;
+    }
+    return (mask >> (sig - 1)) & 1;
+}
+
+static void
+sleep_us(long us)
+{
+    struct timespec ts = {0, us * 1000};
+    (void)nanosleep(&ts, NULL);
+}
+
+int
+terminate_signal_at_safe_point(pid_t tid, int sig)
+{
+    if (kill(tid, SIGSTOP) != 0) {
+        return -1;
+    }
+    /* Stopping takes a moment (the task must enter the kernel). */
+    char state = 0;
+    for (int i = 0; i < 20000; i++) {
+        state = task_state(tid);
+        if (state == 'T' || state == 't' || state == 'Z' || state == 'X' || state == 0) {
+            break;
+        }
+        sleep_us(10);
+    }
+    if (state == 'Z' || state == 'X' || state == 0) {
+        return -1;
+    }
+    int sent = 0;
+    char buf[256];
+    if ((state == 'T' || state == 't') && read_proc(tid, "syscall", buf, sizeof buf) == 0) {
+        /* "<nr> <args...>" while in a system call; "-1 ..." or "running"
+         * in user space. */
+        char *end;
+        long nr = strtol(buf, &end, 10);
+        if (end != buf && nr >= 0 && safe_syscall(nr)) {
+            /* SIGTERM where its action is the default (the child ends as
+             * killed by SIGTERM), else SIGKILL: a handler would run in the
+             * child, and a Python-level one in our main thread. */
+            int s = sig == SIGTERM && handled_by(tid, SIGTERM) ? SIGKILL : sig;
+            vm_mark_killed_safely(tid);
+            sent = kill(tid, s) == 0;
+        }
+    }
+    (void)kill(tid, SIGCONT);
+    return sent;
+}
+
+static double
+seconds_since(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+int
+terminate_vm_child(pid_t tid, PyObject *exc_type, double timeout)
+{
+    if (tid <= 0) {
+        return 0;
+    }
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    int asked = 0;
+    for (;;) {
+        PyThreadState *t = NULL;
+        int stage = vm_lookup(tid, &t);
+        if (stage < 0 && !shares_our_memory(tid)) {
+            return asked ? 2 : 0;       /* gone, or never one of ours */
+        }
+        if (stage == VM_DONE) {
+            return 2;                   /* it ends by itself */
+        }
+        if (stage == VM_RUNNING && !asked) {
+            if (PyThreadState_SetAsyncExc((unsigned long)tid, exc_type) < 1) {
+                return 2;
+            }
+            asked = 1;
+            /* A CLONE_THREAD child is a thread of ours: SIGSTOP would stop
+             * us too.  It gets the exception only. */
+            if (syscall(SYS_tgkill, getpid(), tid, 0) == 0) {
+                return 1;
+            }
+        }
+        if (stage == VM_RUNNING) {
+            if (t->async_exc == NULL) {
+                return 1;               /* raised: it is unwinding */
+            }
+            /* We hold the GIL: the child is not running Python.  It waits
+             * for the GIL, runs C code, or sleeps in a system call. */
+            if (terminate_signal_at_safe_point(tid, SIGTERM) != 0) {
+                return 2;
+            }
+        }
+        if (seconds_since(&start) > timeout) {
+            /* Still starting, or never at a safe point: the exception (if
+             * set) waits for its next bytecode. */
+            return 1;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        sleep_us(2000);                 /* let it reach Python, or a safe call */
+        Py_END_ALLOW_THREADS
+    }
+}

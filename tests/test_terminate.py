@@ -1,0 +1,168 @@
+"""pyclone.terminate() / Child.terminate(): a CLONE_VM child is ended where
+it holds and awaits nothing it shares with the parent, whatever it is doing,
+and ends as a process killed by SIGTERM; the parent goes on unharmed.  A
+fork-mode child simply gets SIGTERM."""
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+import pyclone
+from conftest import BORROWED, reap
+from test_borrowed_mode import parent_is_healthy
+
+THREAD = pyclone.CLONE_VM | signal.SIGCHLD
+
+
+def spin():
+    while True:
+        pass
+
+
+def allocate():
+    keep = []
+    while True:
+        keep.append([str(i) for i in range(100)])
+        if len(keep) > 50:
+            keep.clear()
+
+
+def sleep():
+    time.sleep(60)
+
+
+def read_forever(fd):
+    os.read(fd, 1)
+
+
+def wait_for_gil_forever():
+    """Returns to Python only through the GIL: queued for it most of the
+    time while a busy parent thread holds it."""
+    while True:
+        time.sleep(0)
+
+
+BODIES = [spin, allocate, sleep, wait_for_gil_forever]
+
+
+@pytest.fixture
+def busy_parent():
+    """A parent thread running Python the whole time (the GIL is busy)."""
+    stop = threading.Event()
+    t = threading.Thread(target=lambda: [sum(range(100)) for _ in iter(stop.is_set, True)])
+    t.start()
+    yield
+    stop.set()
+    t.join()
+
+
+@pytest.mark.parametrize("body", BODIES, ids=lambda f: f.__name__)
+def test_thread_mode_child_ends_as_killed_by_sigterm(body, busy_parent):
+    for delay in (0, 0.001, 0.02):
+        pid = pyclone.clone(body, THREAD)
+        time.sleep(delay)
+        pyclone.terminate(pid)
+        assert reap(pid) == -signal.SIGTERM
+    assert parent_is_healthy()
+
+
+def test_child_blocked_in_read_is_ended_at_once():
+    r, w = os.pipe()
+    try:
+        pid = pyclone.clone(read_forever, THREAD, args=(r,))
+        time.sleep(0.05)
+        t0 = time.monotonic()
+        pyclone.terminate(pid)
+        assert reap(pid) == -signal.SIGTERM
+        assert time.monotonic() - t0 < 5
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.parametrize("body", [spin, sleep, allocate], ids=lambda f: f.__name__)
+def test_borrowed_child_terminated_from_another_thread(body):
+    """The caller is suspended by CLONE_VFORK: another thread terminates."""
+    out = {}
+
+    def caller():
+        out["pid"] = pyclone.clone(lambda: (out.setdefault("tid", threading.get_native_id()),
+                                            body()), BORROWED)
+    t = threading.Thread(target=caller)
+    t.start()
+    while "tid" not in out:
+        time.sleep(0.001)
+    pyclone.terminate(out["tid"])
+    t.join(30)
+    assert not t.is_alive()
+    assert reap(out["pid"]) == -signal.SIGTERM
+    assert parent_is_healthy()
+
+
+@pytest.mark.parametrize("flags", [THREAD, signal.SIGCHLD], ids=["thread", "fork"])
+@pytest.mark.parametrize("body", [spin, sleep], ids=lambda f: f.__name__)
+def test_child_terminate(flags, body):
+    c = pyclone.Child(body, flags=flags).start()
+    time.sleep(0.02)
+    c.terminate()
+    c.join(30)
+    assert c.exitcode == -signal.SIGTERM
+    c.close()
+
+
+def test_finally_blocks_run_and_the_exception_can_be_caught():
+    ran = []
+
+    def child():
+        try:
+            spin()
+        finally:
+            ran.append("finally")
+
+    def stubborn():
+        try:
+            spin()
+        except pyclone.Terminated:
+            ran.append("caught")
+        return 7
+    pid = pyclone.clone(child, THREAD)
+    pyclone.terminate(pid)
+    assert reap(pid) == -signal.SIGTERM
+    pid = pyclone.clone(stubborn, THREAD)
+    pyclone.terminate(pid)
+    assert reap(pid) == 7
+    assert ran == ["finally", "caught"]
+
+
+def test_clone_thread_child_gets_the_exception_only():
+    pid = pyclone.clone(spin, pyclone.CLONE_VM | pyclone.CLONE_SIGHAND | pyclone.CLONE_THREAD)
+    pyclone.terminate(pid)
+    got, status = pyclone.waitpid(pid)
+    assert got == pid and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+
+
+def test_sigterm_handler_in_the_childs_table_means_sigkill_at_a_safe_point():
+    """Where SIGTERM is handled, a signal would run the handler in the child
+    (and the Python one in our main thread): SIGKILL instead, still at a safe
+    point."""
+    old = signal.signal(signal.SIGTERM, lambda *a: None)
+    try:
+        pid = pyclone.clone(sleep, THREAD)
+        time.sleep(0.05)
+        pyclone.terminate(pid)
+        assert reap(pid) == -signal.SIGKILL
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert parent_is_healthy()
+
+
+def test_terminate_of_a_pid_that_is_not_ours_is_a_plain_sigterm():
+    c = pyclone.Child(sleep).start()
+    pyclone.terminate(c.pid)
+    c.join(30)
+    assert c.exitcode == -signal.SIGTERM
+    c.close()
+    with pytest.raises(ValueError):
+        pyclone.terminate(0)
