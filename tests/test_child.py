@@ -4,6 +4,7 @@ import gc
 import multiprocessing.connection
 import os
 import pickle
+import select
 import selectors
 import signal
 import subprocess
@@ -351,3 +352,25 @@ def test_child_in_a_cgroup(cgroup_dir):
             pass
         assert name in c.result
     assert name not in where()
+
+
+def test_child_reaped_by_someone_else_warns_and_reports_255():
+    c = Child(lambda: 3).start()
+    got, _ = os.waitpid(c.pid, 0)           # another reaper takes the status
+    assert got == c.pid
+    with pytest.warns(RuntimeWarning, match="reaped by someone else"):
+        c.join()
+    assert c.exitcode == 255
+    c.close()
+
+
+def test_without_pidfds_the_pipe_sentinel_serves(monkeypatch):
+    from pyclone import child as child_module
+    monkeypatch.setattr(child_module, "_pidfd_probe", [False])
+    for flags in (signal.SIGCHLD, P.CLONE_VM | signal.SIGCHLD):
+        c = Child(lambda: 5, flags=flags).start()
+        assert c.pidfd is None
+        assert select.select([c.sentinel], [], [], 30)[0] == [c.sentinel]
+        c.join()
+        assert c.exitcode == 0 and c.result == 5
+        c.close()

@@ -333,3 +333,65 @@ def test_audit_event_of_clone3_and_child_start():
     lines = out.stdout.splitlines()
     assert lines[0] == f"[({0x1000}, 'fork'), ({0x100 | 17}, 'thread')]"
     assert lines[1] == "stopped: stopped by hook None True"
+
+
+# ---- traps refused before any system call ------------------------------
+
+@pytest.mark.parametrize("flags", [P.CLONE_VM | P.CLONE_VFORK, P.CLONE_VM],
+                         ids=["borrowed", "thread"])
+def test_newpid_with_sighand_is_refused(flags, no_syscall, monkeypatch):
+    monkeypatch.setattr(P._clone, "clone_thread", no_syscall_boom)
+    with pytest.raises(ValueError, match="CLONE_NEWPID cannot be combined with CLONE_SIGHAND"):
+        P.clone(noop, flags | P.CLONE_SIGHAND | P.CLONE_NEWPID | signal.SIGCHLD)
+    with pytest.raises(ValueError, match="SIGCHLD to SIG_IGN"):
+        P.clone3(noop, flags | P.CLONE_SIGHAND | P.CLONE_NEWPID)
+
+
+def no_syscall_boom(*a, **k):
+    raise AssertionError("reached the system call")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP, 32, 33])
+def test_exit_signals_the_parent_cannot_survive_are_refused(sig, no_syscall):
+    with pytest.raises(ValueError, match=f"exit signal {sig} is refused"):
+        P.clone(noop, sig)
+    with pytest.raises(ValueError, match=f"exit signal {sig} is refused"):
+        P.clone3(noop, exit_signal=sig)
+    with pytest.raises(ValueError, match=f"exit signal {sig} is refused"):
+        P.Child(noop, flags=sig)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM, signal.SIGRTMIN + 3,
+                                 signal.SIGTSTP])
+def test_exit_signal_with_default_action_is_refused(sig, no_syscall):
+    assert signal.getsignal(sig) == signal.SIG_DFL
+    with pytest.raises(ValueError, match="Install a handler first"):
+        P.clone(noop, sig)
+    with pytest.raises(ValueError, match="its disposition is the default"):
+        P.clone3(noop, exit_signal=sig)
+    with pytest.raises(ValueError, match="Install a handler first"):
+        P.Child(noop, flags=sig).start()
+
+
+def test_exit_signal_with_a_handler_or_ignored_is_accepted():
+    for disposition in (lambda *a: None, signal.SIG_IGN):
+        old = signal.signal(signal.SIGUSR1, disposition)
+        try:
+            assert reap(P.clone(lambda: 6, signal.SIGUSR1)) == 6
+        finally:
+            signal.signal(signal.SIGUSR1, old)
+    assert reap(P.clone(lambda: 7, signal.SIGWINCH)) == 7     # ignored by default
+
+
+@pytest.mark.parametrize("fd,match", [(2 ** 40, "too large"), (-3, "negative")])
+def test_cgroup_fd_out_of_range(fd, match, no_syscall):
+    with pytest.raises(ValueError, match=match):
+        P.clone3(noop, cgroup=fd)
+
+
+def test_cgroup_fd_that_is_not_open(no_syscall):
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    with pytest.raises(ValueError, match="not an open file descriptor"):
+        P.clone3(noop, cgroup=r)

@@ -414,3 +414,27 @@ def test_pingpong_benchmark_runs_every_kind():
     for name, ref, mode in bench.PINGPONG:
         for kind in (name, ref):
             assert 0 < bench.pingpong(kind, mode, 50) < 0.1
+
+
+def test_qsize_only_reads():
+    """A concurrent get_nowait() never finds the queue empty because of a
+    qsize() elsewhere (qsize reads the count, it does not take it)."""
+    q = P.Queue()
+    n = 300
+    for i in range(n):
+        q.put(i)
+    stop = threading.Event()
+
+    def look():
+        while not stop.is_set():
+            assert 0 <= q.qsize() <= n
+    t = threading.Thread(target=look)
+    t.start()
+    try:
+        got = [q.get_nowait() for _ in range(n)]
+    finally:
+        stop.set()
+        t.join()
+    assert got == list(range(n))
+    assert q.qsize() == 0 and q.empty()
+    q.close()

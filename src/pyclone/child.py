@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 import weakref
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -42,6 +43,20 @@ _names = itertools.count(1)
 #: ran: reaped at the next start() and at exit.
 _orphans: List[Tuple[int, List[int]]] = []
 _orphans_lock = threading.Lock()
+
+
+_pidfd_probe: List[bool] = []
+
+
+def _pidfds_work():
+    """Whether this process can have pidfds (probed once, on ourselves)."""
+    if not _pidfd_probe:
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+            _pidfd_probe.append(True)
+        except (OSError, AttributeError):     # ENOSYS, EPERM; no os.pidfd_open
+            _pidfd_probe.append(False)
+    return _pidfd_probe[0]
 
 
 def _reap_orphans(block=False):
@@ -188,7 +203,9 @@ class Child:
         self._bits, self._exit_signal = bits, exit_signal
         self._stack_size = _rules.check_stack_size(stack_size)
         self.name = name if name is not None else f"Child-{next(_names)}"
-        self._want_pidfd = bool(pidfd) and not bits & F.CLONE_THREAD
+        # Where pidfds cannot be had (kernels before 5.3, seccomp filters),
+        # the pipe sentinel serves instead: pidfd stays None.
+        self._want_pidfd = bool(pidfd) and not bits & F.CLONE_THREAD and _pidfds_work()
         self._cgroup = check_cgroup(cgroup)
         if self._cgroup is not None:
             _rules.check_flag_bits(bits | F.CLONE_INTO_CGROUP, "clone3")
@@ -506,7 +523,16 @@ class Child:
             if self._exitcode is not None:
                 return
             options = _core.WALL | (0 if block else os.WNOHANG)
-            pid, status = _core.waitpid(self._pid, options)
+            try:
+                pid, status = _core.waitpid(self._pid, options)
+            except ChildProcessError:
+                # Someone else reaped it (os.waitpid(-1), a SIGCHLD handler):
+                # its status is lost.  As asyncio's pidfd watcher does: warn,
+                # and report 255.
+                warnings.warn(f"{self.name}: child {self._pid} was reaped by someone else "
+                              "(os.waitpid(-1, ...) or a SIGCHLD handler?); its exit status "
+                              "is lost: exitcode is 255", RuntimeWarning, stacklevel=4)
+                pid, status = self._pid, 255 << 8
             if pid == 0:
                 return
             self._state["reaped"] = True

@@ -132,6 +132,19 @@ class Semaphore:
                                  f"({limit})") from exc
             raise
 
+    def _value(self):
+        """The count now, read without touching it: GETVAL for a System V
+        semaphore, the eventfd-count line of /proc/self/fdinfo for an
+        eventfd (a snapshot: other tasks may change it at once)."""
+        handle = self._live()
+        if self._robust:
+            return _clone.sem_sysv_getval(handle)
+        with open(f"/proc/self/fdinfo/{handle}") as f:
+            for line in f:
+                if line.startswith("eventfd-count:"):
+                    return int(line.split()[1], 16)
+        raise OSError(f"/proc/self/fdinfo/{handle} has no eventfd-count")
+
     def fileno(self):
         """The eventfd: readable while a permit is available."""
         if self._robust:
@@ -146,10 +159,6 @@ class Semaphore:
     @property
     def closed(self):
         return not self._finalizer.alive
-
-    def _value(self):
-        """The current count of a robust semaphore (for tests and repr)."""
-        return _clone.sem_sysv_getval(self._live())
 
     def __enter__(self):
         self.acquire()

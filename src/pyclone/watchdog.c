@@ -25,7 +25,7 @@
 #  endif
 #endif
 
-#define PROBE_DEADLINE_S 3      /* a lock held this long is held for ever */
+#define PROBE_DEADLINE_S 1      /* a lock held this long is held for ever */
 #define WATCH_PROBES 20         /* one every 100 ms: 2 s after the kill */
 
 static pthread_mutex_t *
