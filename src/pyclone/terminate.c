@@ -45,9 +45,6 @@ vm_unregister(struct vm_entry *e)
 void
 vm_running(struct vm_entry *e, PyThreadState *tstate)
 {
-    pid_t tid = (pid_t)syscall(SYS_gettid);
-    tstate->thread_id = (unsigned long)tid;     /* no pthread_t is this small */
-    tstate->native_thread_id = (unsigned long)tid;
     e->tstate = tstate;
     e->stage = VM_RUNNING;
 }
@@ -55,10 +52,37 @@ vm_running(struct vm_entry *e, PyThreadState *tstate)
 void
 vm_done(struct vm_entry *e)
 {
-    if (e->stage == VM_RUNNING) {
-        e->tstate->thread_id = 0;
-    }
     e->stage = VM_DONE;
+}
+
+/* PyThreadState_SetAsyncExc() finds thread states by thread_id, and a
+ * borrowed child's is its parent's (it was made on the parent's thread):
+ * give the child's a value no pthread_t can have (its tid) for the call
+ * alone.  GIL held: the child runs no Python meanwhile. */
+static int
+set_async_exc(PyThreadState *t, pid_t tid, PyObject *exc_type)
+{
+    unsigned long own = t->thread_id;
+    t->thread_id = (unsigned long)tid;
+    int n = PyThreadState_SetAsyncExc((unsigned long)tid, exc_type);
+    t->thread_id = own;
+    return n;
+}
+
+void
+vm_kill_all(void)
+{
+    /* The lock may be held by a thread that will never run again. */
+    int locked = pthread_mutex_trylock(&vm_lock) == 0;
+    for (struct vm_entry *e = vm_entries; e != NULL; e = e->next) {
+        pid_t tid = *e->tid;
+        if (tid > 0 && e->stage != VM_DONE) {
+            (void)kill(tid, SIGKILL);
+        }
+    }
+    if (locked) {
+        pthread_mutex_unlock(&vm_lock);
+    }
 }
 
 /* The stage of child `tid` (GIL held, so VM_RUNNING stays true until we
@@ -265,7 +289,7 @@ terminate_vm_child(pid_t tid, PyObject *exc_type, double timeout)
             return 2;                   /* it ends by itself */
         }
         if (stage == VM_RUNNING && !asked) {
-            if (PyThreadState_SetAsyncExc((unsigned long)tid, exc_type) < 1) {
+            if (set_async_exc(t, tid, exc_type) < 1) {
                 return 2;
             }
             asked = 1;

@@ -39,13 +39,16 @@ struct vm_entry {
 void vm_register(struct vm_entry *e, volatile pid_t *tid);
 void vm_unregister(struct vm_entry *e);
 
-/* The child, GIL held, once attached: its thread state carries its kernel
- * tid as thread_id while its Python part runs (otherwise a borrowed
- * child's would be its parent's, and PyThreadState_SetAsyncExc would reach
- * both).  vm_done by the child at its end, or by the survivor (GIL held)
- * before it deletes the thread state of a child that died. */
+/* The child, GIL held, once attached: from now until vm_done its thread
+ * state may receive the exception.  vm_done by the child at its end, or by
+ * the survivor (GIL held) before it deletes the thread state of a child
+ * that died. */
 void vm_running(struct vm_entry *e, PyThreadState *tstate);
 void vm_done(struct vm_entry *e);
+
+/* SIGKILLs every live CLONE_VM child: for a process about to abort, whose
+ * children would otherwise live on in its memory, orphaned and stuck. */
+void vm_kill_all(void);
 
 /* Asks CLONE_VM child `tid` to end (see above), trying for up to `timeout`
  * seconds to catch it at a safe point if it does not run Python (or to see

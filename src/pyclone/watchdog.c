@@ -3,6 +3,7 @@
 #define Py_BUILD_CORE 1
 #define _GNU_SOURCE
 #include "compat.h"
+#include "terminate.h"
 #include "watchdog.h"
 
 #include <dlfcn.h>
@@ -96,6 +97,8 @@ give_up(const struct watch *w)
         ssize_t unused = write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
         (void)unused;
     }
+    /* Our other CLONE_VM children would live on in our memory, stuck. */
+    vm_kill_all();
     abort();
 }
 
