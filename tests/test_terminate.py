@@ -166,3 +166,19 @@ def test_terminate_of_a_pid_that_is_not_ours_is_a_plain_sigterm():
     c.close()
     with pytest.raises(ValueError):
         pyclone.terminate(0)
+
+
+def test_fork_child_forgets_the_parents_vm_children():
+    """In an os.fork() child the parent's CLONE_VM children are not its own:
+    terminate() there must not reach their (deleted) thread states."""
+    from conftest import in_forked_child
+    r, w = os.pipe()
+    try:
+        pid = pyclone.clone(read_forever, THREAD, args=(r,))
+        out = in_forked_child(lambda: (pyclone._clone.terminate_vm(pid, pyclone.Terminated, 0.0)))
+        assert out == "0"       # shares no memory with the fork child: not its child
+        pyclone.terminate(pid)
+        assert reap(pid) == -signal.SIGTERM
+    finally:
+        os.close(r)
+        os.close(w)

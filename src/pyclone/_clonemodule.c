@@ -523,6 +523,7 @@ after_fork_child(PyObject *module, PyObject *unused)
 {
     tstate_forget_spare();
     host_after_fork_child();
+    vm_after_fork_child();
     Py_RETURN_NONE;
 }
 

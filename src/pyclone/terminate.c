@@ -70,6 +70,14 @@ set_async_exc(PyThreadState *t, pid_t tid, PyObject *exc_type)
 }
 
 void
+vm_after_fork_child(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    vm_lock = fresh;            /* a thread that held it is gone */
+    vm_entries = NULL;
+}
+
+void
 vm_kill_all(void)
 {
     /* The lock may be held by a thread that will never run again. */

@@ -46,6 +46,9 @@ void vm_unregister(struct vm_entry *e);
 void vm_running(struct vm_entry *e, PyThreadState *tstate);
 void vm_done(struct vm_entry *e);
 
+/* In a fork child: the entries are the parent's children; forget them. */
+void vm_after_fork_child(void);
+
 /* SIGKILLs every live CLONE_VM child: for a process about to abort, whose
  * children would otherwise live on in its memory, orphaned and stuck. */
 void vm_kill_all(void);
