@@ -166,18 +166,22 @@ task_state(pid_t tid)
     return p != NULL && p[1] == ' ' ? p[2] : 0;
 }
 
-/* Blocking system calls in which a task holds no lock of user space and
- * waits for none: stopped there, it can be killed without harm.  A futex
- * wait is not among them (the GIL, mutexes, condition variables). */
+/* Blocking system calls that wait for the outside world, where the
+ * interpreter holds none of its own locks (the GIL is released around
+ * them): stopped there, a task can be killed without harm to the
+ * interpreter.  Not among them: futex waits (the GIL, mutexes, condition
+ * variables) and writes (stdio and malloc_stats() write with their locks
+ * held).  A buffered Python file's lock is held across its reads: a child
+ * killed inside one leaves that file object locked (README). */
 static int
 safe_syscall(long nr)
 {
     static const long safe[] = {
-        SYS_read, SYS_readv, SYS_pread64, SYS_preadv, SYS_write, SYS_writev,
-        SYS_recvfrom, SYS_recvmsg, SYS_sendto, SYS_sendmsg, SYS_accept4,
+        SYS_read, SYS_readv, SYS_pread64, SYS_preadv,
+        SYS_recvfrom, SYS_recvmsg, SYS_accept4,
         SYS_connect, SYS_ppoll, SYS_pselect6, SYS_epoll_pwait, SYS_nanosleep,
         SYS_clock_nanosleep, SYS_rt_sigsuspend, SYS_rt_sigtimedwait,
-        SYS_wait4, SYS_waitid, SYS_semtimedop, SYS_msgrcv, SYS_msgsnd,
+        SYS_wait4, SYS_waitid, SYS_semtimedop, SYS_msgrcv,
 #ifdef SYS_poll
         SYS_poll,
 #endif
