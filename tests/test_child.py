@@ -324,7 +324,9 @@ def test_unjoined_child_is_waited_for_at_exit(tmp_path):
     ({"pdeathsig": 99}, ValueError, "not a signal"),
     ({"pdeathsig": 9, "flags": P.CLONE_VM | P.CLONE_SIGHAND | P.CLONE_THREAD},
      ValueError, "CLONE_THREAD"),
-    ({"stack_size": 10}, ValueError, "MIN_STACK_SIZE"),
+    ({"stack_size": 10, "flags": P.CLONE_VM | signal.SIGCHLD}, ValueError, "MIN_STACK_SIZE"),
+    ({"stack_size": -10}, ValueError, "positive"),
+    ({"stack_size": 4096.0}, TypeError, "stack_size"),
     ({"flags": P.CLONE_PARENT | signal.SIGCHLD}, ValueError, "sibling"),
     ({"cgroup": 2.5}, TypeError, "cgroup"),
 ])

@@ -269,7 +269,8 @@ def test_cgroup_with_clone_thread_is_refused(tmp_path):
     ({"set_tid": "12"}, TypeError, "sequence of pids"),
     ({"cgroup": -1}, ValueError, "negative"),
     ({"cgroup": 1.5}, TypeError, "cgroup"),
-    ({"stack_size": 1}, ValueError, "MIN_STACK_SIZE"),
+    ({"stack_size": 1, "flags": P.CLONE_VM}, ValueError, "MIN_STACK_SIZE"),
+    ({"stack_size": 0}, ValueError, "positive"),
 ])
 def test_bad_arguments(kwargs, exc, match):
     with pytest.raises(exc, match=match):

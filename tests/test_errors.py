@@ -120,10 +120,23 @@ def test_kernel_rules_match_the_kernel():
         assert info.value.errno == errno.EINVAL, (hex(bits), info.value)
 
 
-@pytest.mark.parametrize("size", [0, -1, 1024, P.MIN_STACK_SIZE - 1])
+@pytest.mark.parametrize("size", [1024, P.MIN_STACK_SIZE - 1])
 def test_stack_size_too_small(size, no_syscall):
     with pytest.raises(ValueError, match="MIN_STACK_SIZE"):
         P.clone(noop, BORROWED, size)
+
+
+@pytest.mark.parametrize("flags", [BORROWED, signal.SIGCHLD], ids=["borrowed", "fork"])
+@pytest.mark.parametrize("size", [0, -1, -(1 << 40)])
+def test_stack_size_not_positive(flags, size, no_syscall):
+    with pytest.raises(ValueError, match="positive"):
+        P.clone(noop, flags, size)
+
+
+@pytest.mark.parametrize("size", [1.0, "4096"])
+def test_stack_size_not_int_in_fork_mode(size, no_syscall):
+    with pytest.raises(TypeError, match="stack_size"):
+        P.clone(noop, signal.SIGCHLD, size)
 
 
 def test_stack_size_absurd(no_syscall):

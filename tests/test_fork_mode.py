@@ -73,6 +73,19 @@ def test_killed_child_reports_the_signal():
     assert reap(P.clone(lambda: os.kill(os.getpid(), signal.SIGKILL))) == -signal.SIGKILL
 
 
+@pytest.mark.parametrize("size", [1, 4096, pyclone.MIN_STACK_SIZE - 1])
+def test_stack_size_is_accepted_and_unused(size):
+    # The child runs on its copy of the caller's stack: a size that would be
+    # too small for a CLONE_VM child is no reason to refuse a fork.
+    def child():
+        return sum(range(10))
+    assert reap(P.clone(child, signal.SIGCHLD, size)) == 45
+    assert reap(P.clone3(child, stack_size=size).pid) == 45
+    with P.Child(child, stack_size=size).start() as c:
+        pass
+    assert (c.exitcode, c.result) == (0, 45)
+
+
 def test_args_and_kwargs():
     def child(a, b, *, c):
         return a + b + c

@@ -452,6 +452,8 @@ def test_running_children_are_joined_at_interpreter_exit(tmp_path):
 @SINGLE_THREADED
 def test_fork_mode_after_thread_mode_is_not_warned_about():
     import warnings
+    # The timer threads of earlier tests' timeouts end shortly after them.
+    wait_for(lambda: pyclone._core.other_threads() == 0, 10)
     assert reap(P.clone(lambda: 0, THREAD)) == 0
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)

@@ -1,13 +1,19 @@
 """clone3(): the modern call, with pidfds, cgroups, set_tid and the flags
 that do not fit in clone()'s 32 bits."""
+from __future__ import annotations
+
 import os
 import signal
 import sys
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 from . import _clone, _core, _exit, _rules
+from ._cgroup import check_cgroup, open_cgroup
 from ._rules import F
 from .flags import CSIGNAL
+
+if TYPE_CHECKING:
+    from ._cgroup import CgroupSpec
 
 
 class CloneResult(NamedTuple):
@@ -16,8 +22,6 @@ class CloneResult(NamedTuple):
     pid: int
     pidfd: Optional[int]
 
-
-CgroupSpec = Union[int, str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
 _MAX_PID_NS_LEVEL = 32
 
@@ -47,47 +51,6 @@ def check_set_tid(set_tid):
             raise ValueError(f"set_tid pid {t} is out of range: pids run from 1 to "
                              f"{limit - 1} (kernel.pid_max)")
     return tids
-
-
-def check_cgroup(cgroup):
-    """Type check only; opening a path happens after the audit event."""
-    if cgroup is None or isinstance(cgroup, (str, bytes, os.PathLike)):
-        return cgroup
-    if isinstance(cgroup, bool):
-        raise TypeError("cgroup must be a directory fd or a path, not bool")
-    fd = _rules.check_int(cgroup, "cgroup (a directory fd or path)")
-    if not 0 <= fd < 1 << 31:
-        raise ValueError(f"cgroup fd {fd} is {'negative' if fd < 0 else 'too large'}: "
-                         "not a file descriptor; pass an fd from "
-                         "os.open(path, os.O_RDONLY | os.O_DIRECTORY), or the path itself")
-    try:
-        os.fstat(fd)
-    except OSError:
-        raise ValueError(f"cgroup fd {fd} is not an open file descriptor: pass an fd from "
-                         "os.open(path, os.O_RDONLY | os.O_DIRECTORY), or the path "
-                         "itself") from None
-    return fd
-
-
-def open_cgroup(cgroup):
-    """A directory fd for the cgroup, and whether we opened it (to close)."""
-    if isinstance(cgroup, int):
-        return cgroup, False
-    try:
-        fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(
-            exc.errno, f"cgroup directory {os.fsdecode(cgroup)!r} does not exist: create it "
-            "with os.mkdir() under a cgroup v2 mount (see /proc/self/mounts, type "
-            "cgroup2) first", os.fsdecode(cgroup)) from None
-    try:
-        os.stat("cgroup.controllers", dir_fd=fd)
-    except FileNotFoundError:
-        os.close(fd)
-        raise ValueError(f"{os.fsdecode(cgroup)!r} is not a cgroup v2 directory (it has no "
-                         "cgroup.controllers): CLONE_INTO_CGROUP works only with "
-                         "cgroup v2") from None
-    return fd, True
 
 
 def check_clone3_flags(flags, exit_signal, pidfd, cgroup, set_tid):
@@ -154,7 +117,7 @@ def clone3(fn: Callable[..., Any], flags: int = 0, *, exit_signal: int = signal.
     cgroup = check_cgroup(cgroup)
     tids = check_set_tid(set_tid)
     bits, sig, mode, want_pidfd = check_clone3_flags(flags, exit_signal, pidfd, cgroup, tids)
-    size = _rules.check_stack_size(stack_size)
+    size = _rules.check_stack_size(stack_size, mode)
     call_args, call_kwargs = _rules.check_call_args(args, kwargs)
     sys.audit("pyclone.clone",
               bits | (F.CLONE_PIDFD if want_pidfd else 0)

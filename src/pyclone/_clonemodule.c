@@ -11,7 +11,7 @@
  *   clone_thread(plan, flags, exit_signal, stack_size[, extras]) -> pid
  *     extras = (want_pidfd, cgroup_fd or -1, set_tid tuple) asks for clone3's
  *     features; the result is then (pid, pidfd or -1).
- *   wait_pid(pid, options) -> (pid, status)
+ *   wait_pid(pid, options[, with_rusage]) -> (pid, status[, rusage fields])
  *   process_single_threaded() -> bool
  *   thread_join(tid, nohang), join_thread_children(), parked_hosts()
  *   stack_room() -> int, stack_pointer() -> int
@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -598,19 +599,36 @@ signal_thread(PyObject *module, PyObject *args)
 
 /* ---- waiting ---------------------------------------------------------- */
 
+/* The 16 fields of struct rusage in resource.struct_rusage's order, times
+ * as float seconds (as os.wait4 gives them). */
+static PyObject *
+rusage_tuple(const struct rusage *ru)
+{
+    return Py_BuildValue(
+        "(ddllllllllllllll)",
+        (double)ru->ru_utime.tv_sec + ru->ru_utime.tv_usec * 1e-6,
+        (double)ru->ru_stime.tv_sec + ru->ru_stime.tv_usec * 1e-6,
+        ru->ru_maxrss, ru->ru_ixrss, ru->ru_idrss, ru->ru_isrss,
+        ru->ru_minflt, ru->ru_majflt, ru->ru_nswap, ru->ru_inblock,
+        ru->ru_oublock, ru->ru_msgsnd, ru->ru_msgrcv, ru->ru_nsignals,
+        ru->ru_nvcsw, ru->ru_nivcsw);
+}
+
 static PyObject *
 wait_pid(PyObject *module, PyObject *args)
 {
-    int pid;
+    int pid, with_rusage = 0;
     unsigned int options;
-    if (!PyArg_ParseTuple(args, "iI:wait_pid", &pid, &options)) {
+    if (!PyArg_ParseTuple(args, "iI|p:wait_pid", &pid, &options, &with_rusage)) {
         return NULL;
     }
     int status = 0;
+    struct rusage ru;
+    memset(&ru, 0, sizeof ru);      /* what WNOHANG with nothing to reap gives */
     pid_t r;
     for (;;) {
         Py_BEGIN_ALLOW_THREADS
-        r = waitpid(pid, &status, (int)options);
+        r = wait4(pid, &status, (int)options, with_rusage ? &ru : NULL);
         Py_END_ALLOW_THREADS
         if (r >= 0 || errno != EINTR) {
             break;
@@ -630,6 +648,13 @@ wait_pid(PyObject *module, PyObject *args)
         Py_END_ALLOW_THREADS
     }
 #endif
+    if (with_rusage) {
+        PyObject *usage = rusage_tuple(&ru);
+        if (usage == NULL) {
+            return NULL;
+        }
+        return Py_BuildValue("iiN", (int)r, status, usage);
+    }
     return Py_BuildValue("ii", (int)r, status);
 }
 
@@ -853,7 +878,10 @@ static PyMethodDef clone_methods[] = {
     {"signal_thread", signal_thread, METH_VARARGS,
      "signal_thread(tid, sig): tgkill() to a thread of this process."},
     {"wait_pid", wait_pid, METH_VARARGS,
-     "wait_pid(pid, options) -> (pid, status); options may hold __WALL/__WCLONE."},
+     "wait_pid($module, pid, options, with_rusage=False, /)\n--\n\n"
+     "-> (pid, status[, rusage]).  "
+     "wait4(2) retried on EINTR; options may hold __WALL/__WCLONE.  With\n"
+     "with_rusage, a third item: struct rusage's 16 fields as a tuple."},
     {"process_single_threaded", process_single_threaded, METH_NOARGS,
      "True if glibc knows this process never created a thread."},
     {"stack_room", stack_room, METH_NOARGS,

@@ -1,15 +1,26 @@
-"""clone() and waitpid(): the classic calls."""
+"""clone(), waitpid(), wait4() and terminate(): the classic calls.
+
+What `import pyclone` loads, so only what clone() needs, and nothing that
+costs milliseconds: _thread rather than threading, _signal rather than
+signal (whose enums need enum), annotations left unevaluated, warnings
+imported where a warning is given.
+"""
+from __future__ import annotations
+
+import _thread
 import atexit
 import os
-import signal
 import sys
-import threading
-import warnings
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from _signal import SIGCHLD, SIGTERM
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
 
-from . import _clone, _errors, _exit, _rules
+from . import _clone, _exit, _rules
 from ._rules import F
 from .flags import WALL
+
+if TYPE_CHECKING:
+    import resource
+    from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 class _SpareGuard:
     """Lives in a threading.local of each thread that made a CLONE_VM child:
@@ -21,15 +32,15 @@ class _SpareGuard:
     __slots__ = ("ident",)
 
     def __init__(self):
-        self.ident = threading.get_ident()
+        self.ident = _thread.get_ident()
 
     # Bound at definition: at interpreter exit module globals may be None.
-    def __del__(self, _get_ident=threading.get_ident, _drop_spare=_clone.drop_spare):
+    def __del__(self, _get_ident=_thread.get_ident, _drop_spare=_clone.drop_spare):
         if _get_ident() == self.ident:
             _drop_spare()
 
 
-_per_thread = threading.local()
+_per_thread = _thread._local()         # threading.local
 # In a fork child CPython has deleted every other thread state (the idle one
 # too; the forking thread's guard survives, so it stays claimed), and the
 # host threads and their children are the parent's.
@@ -78,7 +89,7 @@ def fork_method(bits, exit_signal, raw_only=False, prefer_raw=False):
     race-free (after fork() pyclone opens one at once with pidfd_open).
     """
     rest = bits & ~F.CLONE_CLEAR_SIGHAND          # emulated after fork()
-    plain = exit_signal == signal.SIGCHLD and not raw_only
+    plain = exit_signal == SIGCHLD and not raw_only
     if plain and not rest & ~_UNSHAREABLE and not prefer_raw:
         return _clone.FORK_LIBC, rest
     if other_threads() == 0:
@@ -92,6 +103,7 @@ def fork_method(bits, exit_signal, raw_only=False, prefer_raw=False):
 
 def _warn_threads(method, stacklevel):
     if method is None:
+        import warnings
         warnings.warn(
             f"this process has {thread_count()} threads and clone() with these flags "
             "needs a raw clone, which skips glibc's fork-time lock handling: the "
@@ -118,6 +130,7 @@ def _warn_like_os_fork(others, stacklevel):
     parked host threads, which hold no lock, do not count)."""
     if others <= 0:
         return
+    import warnings
     try:
         warnings.warn(f"This process (pid={os.getpid()}) is multi-threaded, use of clone() "
                       "may lead to deadlocks in the child.", DeprecationWarning,
@@ -138,6 +151,7 @@ def _warn_untested_python(stacklevel):
     global _UNTESTED_INTERNALS
     _UNTESTED_INTERNALS = False
     tested = _clone.NEWEST_TESTED_HEX
+    import warnings
     warnings.warn(
         f"pyclone was not tested on CPython {sys.version_info[0]}.{sys.version_info[1]} "
         f"(newest tested: {tested >> 24}.{(tested >> 16) & 0xff}): the Python frames of a "
@@ -192,13 +206,14 @@ def start(mode, bits, exit_signal, stack_size, plan, stacklevel=2, extras=None):
                                    max(stack_size or _rules.DEFAULT_STACK_SIZE,
                                        _rules.MIN_CHILD_STACK), extras)
     except OSError as exc:
+        from . import _errors       # only a refused clone needs the hints
         new = _errors.translate(exc, bits, extras)
         if new is exc:
             raise
         raise new from exc
 
 
-def clone(fn: Callable[..., Any], flags: int = signal.SIGCHLD,
+def clone(fn: Callable[..., Any], flags: int = SIGCHLD,
           stack_size: Optional[int] = None, *, args: Sequence[Any] = (),
           kwargs: Optional[Mapping[str, Any]] = None) -> int:
     """Run ``fn(*args, **kwargs)`` in a new task made by clone(2); return its pid.
@@ -224,9 +239,10 @@ def clone(fn: Callable[..., Any], flags: int = signal.SIGCHLD,
 
     Caveats: ``stack_size`` (default 8 MiB, at least MIN_STACK_SIZE) is a
     lower bound in borrowed mode, where the child runs on the free part of
-    the caller's stack when it is large enough; in fork mode the child runs
-    on its copy of the caller's stack, like os.fork; in thread mode it is
-    the free part of a host thread's stack of that size.  No ``os.set*id``
+    the caller's stack when it is large enough; in thread mode it is the
+    free part of a host thread's stack of that size; in fork mode it is
+    unused (any positive size is accepted): the child runs on its copy of
+    the caller's stack, like os.fork.  No ``os.set*id``
     in a CLONE_VM child (glibc would apply it to the parent's threads): use
     fork mode.  CPython refuses ``signal.signal()`` in thread-mode children
     (not the main thread).  A fork-mode clone that only a raw clone can express warns in a
@@ -245,7 +261,7 @@ def clone(fn: Callable[..., Any], flags: int = signal.SIGCHLD,
     bits, exit_signal, mode = checked
     if exit_signal != _SIGCHLD and exit_signal:
         _rules.check_exit_signal_handled(exit_signal, bits)
-    size = None if stack_size is None else _rules.check_stack_size(stack_size)
+    size = None if stack_size is None else _rules.check_stack_size(stack_size, mode)
     if type(args) is not tuple or kwargs is not None:
         args, kwargs = _rules.check_call_args(args, kwargs)
     else:
@@ -255,7 +271,7 @@ def clone(fn: Callable[..., Any], flags: int = signal.SIGCHLD,
 
 
 _checked_clone_flags: Dict[int, Tuple[int, int, str]] = {}
-_SIGCHLD = int(signal.SIGCHLD)
+_SIGCHLD = SIGCHLD
 _on_return = _exit.on_return
 _on_exception = _exit.on_exception
 
@@ -272,24 +288,49 @@ def _check_clone_flags(flags):
     return checked
 
 
-def waitpid(pid: int = -1, options: int = WALL) -> Tuple[int, int]:
-    """``os.waitpid`` for clone children: ``(pid, status)``, same encoding.
-
-    Defaults to ``WALL`` so that children with any exit signal are found, and
-    accepts ``WCLONE`` (0x80000000), which overflows ``os.waitpid``.
-    """
+def _check_wait_args(pid, options):
     if type(pid) is not int:
         pid = _rules.check_int(pid, "pid")
     if type(options) is not int:
         options = _rules.check_int(options, "options")
     if not 0 <= options < 1 << 32:
         raise ValueError(f"options {options:#x} is not a valid set of wait flags")
+    return pid, options
+
+
+def waitpid(pid: int = -1, options: int = WALL) -> Tuple[int, int]:
+    """``os.waitpid`` for clone children: ``(pid, status)``, same encoding.
+
+    Defaults to ``WALL`` so that children with any exit signal are found, and
+    accepts ``WCLONE`` (0x80000000), which overflows ``os.waitpid``.
+    """
+    pid, options = _check_wait_args(pid, options)
     if pid > 0:
         # CLONE_THREAD children are not waitable: join them by their tid.
         joined = _clone.thread_join(pid, bool(options & os.WNOHANG))
         if joined is not None:
             return joined
     return _clone.wait_pid(pid, options)
+
+
+def wait4(pid: int = -1, options: int = WALL) -> Tuple[int, int, Optional[resource.struct_rusage]]:
+    """``os.wait4`` for clone children: ``(pid, status, rusage)``.
+
+    As :func:`waitpid` (``WALL`` by default, ``WCLONE`` accepted), plus the
+    reaped child's resource usage as a ``resource.struct_rusage`` (all zero
+    when ``WNOHANG`` found nothing to reap).  A ``CLONE_THREAD`` child is a
+    thread of this process: the kernel keeps no account of it apart from the
+    process's own (``resource.getrusage(RUSAGE_SELF)``), so its rusage is None.
+    """
+    import resource
+    pid, options = _check_wait_args(pid, options)
+    if pid > 0:
+        joined = _clone.thread_join(pid, bool(options & os.WNOHANG))
+        if joined is not None:
+            return joined[0], joined[1], (None if joined[0] else
+                                          resource.struct_rusage((0.0, 0.0) + (0,) * 14))
+    pid, status, usage = _clone.wait_pid(pid, options, True)
+    return pid, status, resource.struct_rusage(usage)
 
 
 def terminate(pid: int, timeout: float = 1.0) -> None:
@@ -321,7 +362,7 @@ def terminate(pid: int, timeout: float = 1.0) -> None:
     if pid <= 0:
         raise ValueError(f"pid must be a positive process id, got {pid}")
     if _clone.terminate_vm(pid, _exit.Terminated, float(timeout)) == 0:
-        os.kill(pid, signal.SIGTERM)    # shares no memory with us: a signal is safe
+        os.kill(pid, SIGTERM)           # shares no memory with us: a signal is safe
 
 
 def mode_for_demo(bits):

@@ -1,7 +1,8 @@
 """Kernel refusals turned into exceptions that say what to do."""
 import errno
 
-from .flags import CloneFlags as F, flag_names
+from . import flags as F
+from .flags import flag_names
 
 #: Flags whose creation needs CAP_SYS_ADMIN in the caller's user namespace
 #: (or a CLONE_NEWUSER in the same request).

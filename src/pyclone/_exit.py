@@ -1,9 +1,10 @@
 """What runs in the child around the user's callable: the exit rules of
 DESIGN.md.  It never calls exit() or PyErr_Print on SystemExit: in a child
 that shares the interpreter that would finalise the parent's."""
-import signal
 import sys
-import traceback
+# The C half of the signal module: signal.py builds its enums with enum at
+# import, which would cost more than the rest of `import pyclone`.
+from _signal import SIGTERM
 
 
 class Terminated(BaseException):
@@ -54,11 +55,12 @@ def on_return(result):
 def on_exception(exc):
     """Called by the C core in the child when fn raised ``exc``."""
     if isinstance(exc, Terminated):
-        status = -signal.SIGTERM        # the C core ends the child by that signal
+        status = -SIGTERM        # the C core ends the child by that signal
     elif isinstance(exc, SystemExit):
         status = system_exit_status(exc)
     else:
         try:
+            import traceback        # only a failing child pays for it
             traceback.print_exception(type(exc), exc, exc.__traceback__)
         except Exception:
             pass

@@ -1,16 +1,12 @@
 """Argument checking for clone(): every refusal happens here, before any
 system call, with a message that says what to do instead."""
-import operator
+from __future__ import annotations
+
 import os
-from types import SimpleNamespace
-from typing import Any, Dict, Tuple
 
 from . import _clone
-from .flags import CSIGNAL, MANAGED_FLAGS, CloneFlags, flag_names
-
-#: The flags as plain ints: IntFlag arithmetic costs microseconds per call.
-F: Any = SimpleNamespace(**{str(m.name): int(m.value) for m in CloneFlags})
-_MANAGED = int(MANAGED_FLAGS)
+from . import flags as F        # the flags as plain ints (IntFlag arithmetic is slow)
+from .flags import CSIGNAL, KNOWN_FLAGS as _KNOWN, MANAGED_FLAGS as _MANAGED, flag_names
 
 #: Default size of a child's stack (lazily committed: costs what it touches).
 DEFAULT_STACK_SIZE = 8 * 1024 * 1024
@@ -31,9 +27,6 @@ MIN_CHILD_STACK = _clone.CPYTHON_MIN_STACK + 64 * 1024
 CARVE_MIN_DEFAULT = 1024 * 1024
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
-_KNOWN = 0
-for _m in CloneFlags:
-    _KNOWN |= int(_m.value)
 _MAX_SIGNAL = 64          # SIGRTMAX on Linux; the legacy call accepts up to 255
 
 #: (bad combination, rule) pairs the kernel answers with EINVAL (clone(2)).
@@ -104,6 +97,9 @@ def check_callable(fn):
 
 
 def check_int(value, what):
+    if type(value) is int:
+        return value
+    import operator             # not at import: it costs more than this module
     try:
         return operator.index(value)
     except TypeError:
@@ -169,7 +165,7 @@ def _signal_name(sig):
         return f"signal {sig}"
 
 
-_checked: Dict[Tuple[int, str], str] = {}
+_checked: dict[tuple[int, str], str] = {}
 
 
 def check_flag_bits(bits, api):
@@ -208,16 +204,24 @@ def _check_flag_bits(bits, api):
             raise ValueError(rule)
 
 
-def check_stack_size(stack_size):
-    """None, or a positive int >= MIN_STACK_SIZE; returned rounded up to pages."""
+def check_stack_size(stack_size, mode):
+    """None, or a positive int >= MIN_STACK_SIZE; returned rounded up to pages.
+
+    In fork mode the child runs on its copy of the caller's stack, so any
+    positive size is accepted there (and unused: None is returned)."""
     if stack_size is None:
         return None
     size = check_int(stack_size, "stack_size")
-    if size < MIN_STACK_SIZE:
-        raise ValueError(f"stack_size {size} is below MIN_STACK_SIZE ({MIN_STACK_SIZE}); "
+    if size <= 0:
+        raise ValueError(f"stack_size must be a positive number of bytes, got {size}; "
                          "pass None for the default of 8 MiB")
     if size > MAX_STACK_SIZE:
         raise ValueError(f"stack_size {size} is absurdly large (limit {MAX_STACK_SIZE})")
+    if mode == "fork":
+        return None
+    if size < MIN_STACK_SIZE:
+        raise ValueError(f"stack_size {size} is below MIN_STACK_SIZE ({MIN_STACK_SIZE}); "
+                         "pass None for the default of 8 MiB")
     return -(-size // _PAGE) * _PAGE
 
 

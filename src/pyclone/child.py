@@ -1,24 +1,32 @@
 """Child: a clone child as a handle shaped like multiprocessing.Process,
 and run(), which starts one, joins it and returns what it returned."""
-import asyncio
+from __future__ import annotations
+
+import _thread
 import atexit
 import itertools
 import os
-import pickle
+import resource
 import select
-import signal
 import sys
-import threading
-import traceback
-import warnings
 import weakref
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+# The C half of the signal module (signal.py's enums need enum, which would
+# cost more than the rest of this module).
+from _signal import SIG_DFL, SIGCHLD, SIGKILL, SIGTERM, pidfd_send_signal
+from _signal import signal as set_handler
 
 from . import _clone, _core, _exit, _rules
-from ._clone3 import CgroupSpec, check_cgroup, open_cgroup
+from ._cgroup import check_cgroup, open_cgroup
 from ._rules import F
 
-IdMap = Sequence[Tuple[int, int, int]]
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import (Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional,
+                        Sequence, Tuple)
+
+    from ._cgroup import CgroupSpec
+
+    IdMap = Sequence[Tuple[int, int, int]]
 
 _CAP_SETGID = 6
 
@@ -42,7 +50,7 @@ _names = itertools.count(1)
 #: (pid, is_thread, fds) of children whose Child was collected while they
 #: ran: reaped at the next start() and at exit.
 _orphans: List[Tuple[int, List[int]]] = []
-_orphans_lock = threading.Lock()
+_orphans_lock = _thread.allocate_lock()
 
 
 _pidfd_probe: List[bool] = []
@@ -65,7 +73,7 @@ def _reap_orphans(block=False):
         _orphans.clear()
     for pid, fds in pending:
         try:
-            done = _core.waitpid(pid, 0 if block else os.WNOHANG)[0] != 0
+            done = _core.waitpid(pid, _core.WALL | (0 if block else os.WNOHANG))[0] != 0
         except ChildProcessError:
             done = True
         if done:
@@ -179,11 +187,11 @@ class Child:
     """
 
     def __init__(self, target: Optional[Callable[..., Any]] = None, args: Iterable[Any] = (),
-                 kwargs: Optional[Mapping[str, Any]] = None, *, flags: int = signal.SIGCHLD,
+                 kwargs: Optional[Mapping[str, Any]] = None, *, flags: int = SIGCHLD,
                  stack_size: Optional[int] = None, name: Optional[str] = None,
                  pidfd: bool = True, cgroup: Optional[CgroupSpec] = None,
                  uid_map: Optional[IdMap] = None, gid_map: Optional[IdMap] = None,
-                 pdeathsig: Optional[int] = None):
+                 pdeathsig: Optional[int] = None, result_channel: bool = True):
         if target is not None:
             _rules.check_callable(target)
         self._target = target
@@ -201,7 +209,7 @@ class Child:
                              "sibling, which only your parent can reap and join; use "
                              "pyclone.clone() or clone3() for that")
         self._bits, self._exit_signal = bits, exit_signal
-        self._stack_size = _rules.check_stack_size(stack_size)
+        self._stack_size = _rules.check_stack_size(stack_size, self._mode)
         self.name = name if name is not None else f"Child-{next(_names)}"
         # Where pidfds cannot be had (kernels before 5.3, seccomp filters),
         # the pipe sentinel serves instead: pidfd stays None.
@@ -229,18 +237,25 @@ class Child:
         self._pdeathsig = pdeathsig
         self._vm = bool(bits & F.CLONE_VM)
         self._thread = bool(bits & F.CLONE_THREAD)
+        self._result_channel = bool(result_channel)
         self._pid: Optional[int] = None
         self._pidfd: Optional[int] = None
         self._exitcode: Optional[int] = None
         self._result: Any = None
         self._exception: Optional[BaseException] = None
-        self._reap_lock = threading.Lock()
+        self._rusage: Optional[resource.struct_rusage] = None
+        self._reap_lock = _thread.allocate_lock()
         # Parent-side fds closed at join: [result memfd, go pipe r/w,
         # done pipe r/w, parent pidfd] as used.
         self._outbox: Optional[int] = None
         self._go: Optional[Tuple[int, int]] = None
         self._done: Optional[Tuple[int, int]] = None
         self._parent_pidfd: Optional[int] = None
+        # (st_dev, st_ino) of each fd the child writes to while its target
+        # runs, so that it never writes into a file the target opened under
+        # a number it closed.
+        self._identity: Dict[int, Tuple[int, int]] = {}
+        self._cgroup_fd: Optional[int] = None
         self._state: Dict[str, Any] = {"pid": None, "fds": [], "reaped": False}
 
     # -- what runs in the child -------------------------------------------
@@ -263,21 +278,51 @@ class Child:
                 raise                       # on_exception: ends as killed by SIGTERM
             except BaseException as exc:
                 print(f"{self.name} (pid {os.getpid()}):", file=sys.stderr)
+                import traceback    # only a failing child pays for it
                 traceback.print_exception(type(exc), exc, exc.__traceback__)
                 self._report(exc=exc)
                 status = 1
             else:
                 status = 0 if self._report(value=value) else 1
         finally:
-            if self._done is not None:
+            if self._done is not None and self._still_ours(
+                    self._done[1], "end-of-child pipe",
+                    "learns that the child ended only when it exits"):
                 os.write(self._done[1], b"x")
         return status
 
+    def _still_ours(self, fd, what, consequence):
+        """In the child: whether ``fd`` is still the file pyclone gave it (the
+        target may have closed it, and opened something else under its number)."""
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) == self._identity[fd]:
+                return True
+        except OSError:
+            pass
+        print(f"pyclone: {self.name} (pid {os.getpid()}): the target closed fd {fd}, "
+              f"pyclone's {what}, so the parent {consequence}. Keep "
+              "Child.own_fds open in a loop that closes fds, or pass "
+              "result_channel=False to start without a result channel.", file=sys.stderr)
+        return False
+
     def _prepare_in_child(self):
+        # Without CLONE_FILES the fd table is the child's own copy: what is
+        # used up here is closed, so that the target starts with only
+        # own_fds.  (With it, these are the parent's fds: left alone.)
+        private = not self._bits & F.CLONE_FILES
+        if private:
+            if self._done is not None:
+                os.close(self._done[0])         # the parent's end
+            if self._cgroup_fd is not None:
+                os.close(self._cgroup_fd)       # open in the parent during the clone
         if self._go is not None:
             # The parent writes our id maps, then says go (EOF: it failed).
             if os.read(self._go[0], 1) != b"g":
                 os._exit(127)
+            if private:
+                os.close(self._go[0])
+                os.close(self._go[1])
         if self._pdeathsig is not None:
             _clone.set_pdeathsig(self._pdeathsig)
             # The parent may have died before the line above: then nothing
@@ -286,17 +331,22 @@ class Child:
             poller.register(self._parent_pidfd, select.POLLIN)
             if poller.poll(0):
                 try:
-                    signal.signal(self._pdeathsig, signal.SIG_DFL)
+                    set_handler(self._pdeathsig, SIG_DFL)
                 except (ValueError, OSError):   # SIGKILL/SIGSTOP, or not the main thread
                     pass
                 os.kill(os.getpid(), self._pdeathsig)
                 os._exit(128 + self._pdeathsig)     # an init ignores it
+            if private:
+                os.close(self._parent_pidfd)
 
     def _report(self, value=None, exc=None):
         """Hands the outcome to the parent; False if the value cannot be."""
+        if not self._result_channel:
+            return True
         if self._vm:
             self._result, self._exception = value, exc
             return True
+        import pickle       # loaded by start(): no import in the child
         if exc is None:
             try:
                 data = pickle.dumps(("ok", value), pickle.HIGHEST_PROTOCOL)
@@ -305,8 +355,12 @@ class Child:
                       file=sys.stderr)
                 exc = problem
         if exc is not None:
+            import traceback
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             data = pickle.dumps(("exc", type(exc).__qualname__, text))
+        if not self._still_ours(self._outbox, "result channel",
+                                "cannot have the result: the child exits with status 1"):
+            return False
         _write_all_at(self._outbox, data)
         return exc is None
 
@@ -316,21 +370,24 @@ class Child:
         """Starts the child; returns self (``with Child(f).start() as c:``)."""
         if self._pid is not None:
             raise RuntimeError("a Child can only be started once")
-        if self._exit_signal and self._exit_signal != signal.SIGCHLD:
+        if self._exit_signal and self._exit_signal != SIGCHLD:
             _rules.check_exit_signal_handled(self._exit_signal, self._bits)
         sys.audit("pyclone.clone", self._bits | self._exit_signal, self._mode)
         _reap_orphans()
         fds = self._state["fds"]
         try:
-            if not self._vm:
+            if not self._vm and self._result_channel:
+                import pickle  # noqa: F401 - here, so that no child has to import it
                 self._outbox = os.memfd_create("pyclone-child-result", os.MFD_CLOEXEC)
                 fds.append(self._outbox)
+                self._remember(self._outbox)
             if self._uid_map is not None or self._gid_map is not None:
                 self._go = os.pipe()
                 fds.extend(self._go)
             if self._thread or not self._want_pidfd:
                 self._done = os.pipe()
                 fds.extend(self._done)
+                self._remember(self._done[1])
             if self._pdeathsig is not None:
                 parent = os.getppid() if self._bits & F.CLONE_PARENT else os.getpid()
                 self._parent_pidfd = os.pidfd_open(parent)
@@ -338,6 +395,7 @@ class Child:
             cgroup_fd, opened = (-1, False)
             if self._cgroup is not None:
                 cgroup_fd, opened = open_cgroup(self._cgroup)
+                self._cgroup_fd = cgroup_fd if opened else None
             try:
                 pid, pidfd = _core.start(self._mode, self._bits, self._exit_signal,
                                          self._stack_size,
@@ -347,6 +405,7 @@ class Child:
             finally:
                 if opened:
                     os.close(cgroup_fd)
+                    self._cgroup_fd = None
         except BaseException:
             _close_all(fds)
             raise
@@ -368,6 +427,10 @@ class Child:
             fds.remove(self._done[1])
             os.close(self._done[1])
         return self
+
+    def _remember(self, fd):
+        st = os.fstat(fd)
+        self._identity[fd] = (st.st_dev, st.st_ino)
 
     def _abort(self):
         try:
@@ -397,6 +460,17 @@ class Child:
         return self._done[0]
 
     @property
+    def own_fds(self) -> FrozenSet[int]:
+        """The fds of pyclone's that are open in the child while its target
+        runs: the result channel (a memfd; not under CLONE_VM or with
+        ``result_channel=False``) and, where the sentinel is a pipe, the pipe's
+        write end.  A target that closes every fd not on a keep-list must keep
+        these.  Empty before :meth:`start`; in the child, read it from the
+        Child object (``self`` in an overridden :meth:`run`, or the object a
+        target closes over)."""
+        return frozenset(self._identity)
+
+    @property
     def exitcode(self) -> Optional[int]:
         """None while running; the exit status; -N if killed by signal N."""
         if self._pid is not None and self._exitcode is None:
@@ -407,6 +481,13 @@ class Child:
     def result(self) -> Any:
         """What run() returned (after join)."""
         return self._result
+
+    @property
+    def rusage(self) -> Optional["resource.struct_rusage"]:
+        """The reaped child's resource usage (``wait4``): None while it runs,
+        for a CLONE_THREAD child (its usage is this process's), and when
+        someone else reaped it."""
+        return self._rusage
 
     @property
     def exception(self) -> Optional[BaseException]:
@@ -437,6 +518,7 @@ class Child:
         every exit signal.  Returns the exit code."""
         self._check_started()
         if self._exitcode is None:
+            import asyncio      # imported here: most users of pyclone never need it
             loop = asyncio.get_running_loop()
             ended = loop.create_future()
             fd = self.sentinel
@@ -461,7 +543,7 @@ class Child:
             return
         assert self._pid is not None
         if self._pidfd is not None:
-            signal.pidfd_send_signal(self._pidfd, sig)
+            pidfd_send_signal(self._pidfd, sig)
         elif self._thread:
             _clone.signal_thread(self._pid, sig)
         else:
@@ -479,7 +561,7 @@ class Child:
         if self._vm:
             _core.terminate(self._pid)
         else:
-            self.send_signal(signal.SIGTERM)
+            self.send_signal(SIGTERM)
 
     def kill(self) -> None:
         """SIGKILL, at once.  For a CLONE_VM child this is as dangerous as
@@ -487,7 +569,7 @@ class Child:
         lock in the memory it shares with this interpreter (the GIL's,
         malloc's), this process hangs or must abort (pyclone then says so on
         stderr).  Prefer :meth:`terminate`."""
-        self.send_signal(signal.SIGKILL)
+        self.send_signal(SIGKILL)
 
     def close(self) -> None:
         """Releases the pidfd and pipes; the child must have been joined."""
@@ -524,17 +606,19 @@ class Child:
                 return
             options = _core.WALL | (0 if block else os.WNOHANG)
             try:
-                pid, status = _core.waitpid(self._pid, options)
+                pid, status, usage = _core.wait4(self._pid, options)
             except ChildProcessError:
                 # Someone else reaped it (os.waitpid(-1), a SIGCHLD handler):
                 # its status is lost.  As asyncio's pidfd watcher does: warn,
                 # and report 255.
+                import warnings
                 warnings.warn(f"{self.name}: child {self._pid} was reaped by someone else "
                               "(os.waitpid(-1, ...) or a SIGCHLD handler?); its exit status "
                               "is lost: exitcode is 255", RuntimeWarning, stacklevel=4)
-                pid, status = self._pid, 255 << 8
+                pid, status, usage = self._pid, 255 << 8, None
             if pid == 0:
                 return
+            self._rusage = usage
             self._state["reaped"] = True
             self._collect(status)
             keep = {self._pidfd} if self._pidfd is not None else set()
@@ -544,9 +628,10 @@ class Child:
 
     def _collect(self, status):
         code = os.waitstatus_to_exitcode(status)
-        if not self._vm:
+        if self._outbox is not None:
             data = _read_all(self._outbox)
             if data:
+                import pickle
                 outcome = pickle.loads(data)
                 if outcome[0] == "ok":
                     self._result = outcome[1]
@@ -555,7 +640,7 @@ class Child:
         self._exitcode = code
 
 
-def run(target: Callable[..., Any], *args: Any, flags: int = signal.SIGCHLD,
+def run(target: Callable[..., Any], *args: Any, flags: int = SIGCHLD,
         **kwargs: Any) -> Any:
     """Runs ``target(*args, **kwargs)`` in a clone child with ``flags``,
     waits for it and returns its result, or raises its exception (a
@@ -573,6 +658,7 @@ def run(target: Callable[..., Any], *args: Any, flags: int = signal.SIGCHLD,
     code, pid = child.exitcode, child.pid
     assert code is not None and pid is not None
     if code < 0:
+        import signal
         try:
             name = signal.Signals(-code).name
         except ValueError:
