@@ -1,4 +1,6 @@
-"""The README's examples run, and print what their comments say."""
+"""The examples of the README and of docs/ run, and print what their
+comments say."""
+import glob
 import os
 import re
 import subprocess
@@ -6,12 +8,20 @@ import sys
 
 import pytest
 
-README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
+ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
+PAGES = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
 
 
 def blocks():
-    with open(README) as f:
-        return re.findall(r"```python\n(.*?)```", f.read(), re.S)
+    """Every python block, except those that show code to move away from
+    (their first line starts with "# Before:")."""
+    found = []
+    for page in PAGES:
+        with open(page) as f:
+            for block in re.findall(r"```python\n(.*?)```", f.read(), re.S):
+                if not block.startswith("# Before:"):
+                    found.append((os.path.basename(page), block))
+    return found
 
 
 def expected_lines(block):
@@ -25,9 +35,9 @@ def expected_lines(block):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the examples create namespaces: needs root")
-@pytest.mark.parametrize("index", range(len(blocks())))
-def test_example_runs_and_prints_what_it_says(index):
-    block = blocks()[index]
+@pytest.mark.parametrize("page, block", blocks(),
+                         ids=[f"{page}-{i}" for i, (page, _) in enumerate(blocks())])
+def test_example_runs_and_prints_what_it_says(page, block):
     res = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True,
                          timeout=60)
     assert res.returncode == 0, res.stderr
