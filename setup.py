@@ -1,19 +1,20 @@
 """Build of the C extension pyclone._clone (metadata lives in pyproject.toml)."""
+import glob
 import os
 
 from setuptools import Extension, setup
 
-SOURCES = ["_clonemodule.c", "child.c", "cstack.c", "frames.c", "host.c", "rawclone.c", "sem.c",
-           "stack.c", "terminate.c", "tstate.c", "watchdog.c"]
+# The module's entry (argument parsing, the method table) and the C core
+# under _c/: one file per concept, each header saying what runs where.
+SOURCES = ["src/pyclone/_clonemodule.c"] + sorted(glob.glob("src/pyclone/_c/*.c"))
+HEADERS = sorted(glob.glob("src/pyclone/_c/*.h"))
 
 setup(
     ext_modules=[
         Extension(
             "pyclone._clone",
-            sources=["src/pyclone/" + name for name in SOURCES],
-            depends=["src/pyclone/" + name for name in
-                     ("compat.h", "child.h", "cstack.h", "frames.h", "host.h", "rawclone.h", "sem.h",
-                      "stack.h", "terminate.h", "tstate.h", "watchdog.h")],
+            sources=SOURCES,
+            depends=HEADERS,
             extra_compile_args=["-std=gnu11", "-Wall", "-Wextra",
                                 "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
             libraries=["dl", "m"],

@@ -20,7 +20,7 @@ import threading
 import time
 
 import pyclone
-from pyclone import _exit, _clone, _core
+from pyclone import _clone, _exit
 
 
 # A query that allocates and frees all the time inside sqlite3_step(), which
@@ -67,7 +67,7 @@ def main():
         for _ in range(opts.clones):
             if opts.method == "raw":
                 bits, sig = flags & ~0xFF, flags & 0xFF
-                plan = _exit.plan(child_work, (), {})
+                plan = (child_work, (), {}, _exit.on_return, _exit.on_exception)
                 pid = _clone.clone_fork(plan, bits, sig, _clone.FORK_RAW, 0)
             else:
                 import warnings

@@ -1,7 +1,12 @@
 """Shared fixtures: every test that starts a child reaps it, and a test
 that leaves a child, a zombie, an fd or a stack mapping behind fails."""
+import ctypes
+import gc
+import json
 import os
 import signal
+import threading
+import traceback
 
 import pytest
 
@@ -175,3 +180,55 @@ def wait_blocked_in(pid, name, timeout=10.0):
             return
         time.sleep(0.001)
     raise AssertionError(f"task {pid} did not block in {name} within {timeout} s")
+
+
+def parent_is_healthy():
+    """Deep Python work in the parent: recursion, exceptions with tracebacks,
+    the GC, json of nested data, a thread, frame inspection."""
+    def rec(n):
+        return 0 if n == 0 else 1 + rec(n - 1)
+    assert rec(800) == 800
+    try:
+        rec(10 ** 6)
+    except RecursionError:
+        pass
+    else:
+        raise AssertionError("no RecursionError")
+    try:
+        {}["missing"]
+    except KeyError:
+        assert "KeyError" in traceback.format_exc()
+    gc.collect()
+    nested = []
+    for _ in range(200):
+        nested = [nested, {"k": list(range(5))}]
+    assert json.loads(json.dumps(nested)) == nested
+    out = []
+    t = threading.Thread(target=out.append, args=(1,))
+    t.start()
+    t.join()
+    assert out == [1]
+    assert "parent_is_healthy" in "".join(traceback.format_stack())
+    return True
+
+
+def thread_states():
+    """How many thread states the interpreter holds (public C API)."""
+    api = ctypes.pythonapi
+    for name in ("PyInterpreterState_Main", "PyInterpreterState_ThreadHead", "PyThreadState_Next"):
+        getattr(api, name).restype = ctypes.c_void_p
+    api.PyInterpreterState_ThreadHead.argtypes = [ctypes.c_void_p]
+    api.PyThreadState_Next.argtypes = [ctypes.c_void_p]
+    n, t = 0, api.PyInterpreterState_ThreadHead(api.PyInterpreterState_Main())
+    while t:
+        n += 1
+        t = api.PyThreadState_Next(t)
+    return n
+
+
+def plan(fn, args=(), kwargs=None):
+    """What the C core runs in a child (fn, args, kwargs and the two helpers
+    that turn its outcome into an exit status), for tests that call
+    pyclone._core.start() directly, past the argument checks."""
+    from pyclone import _exit
+    return (fn, tuple(args), dict(kwargs or {}), _exit.on_return, _exit.on_exception)

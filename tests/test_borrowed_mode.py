@@ -3,52 +3,20 @@ on a thread state of its own on the suspended parent thread, and every way
 out of it leaves the parent fully working."""
 import ctypes
 import gc
-import json
 import os
 import signal
 import sys
 import threading
 import time
-import traceback
 
 import pytest
 
 import pyclone
-from conftest import overflow_the_stack, BORROWED, _anon_rw_mappings, kill_at_safe_point, reap
+from conftest import (BORROWED, _anon_rw_mappings, kill_at_safe_point, overflow_the_stack,
+                      parent_is_healthy, reap, thread_states)
 
 P = pyclone
 FLAGS = BORROWED
-
-
-def parent_is_healthy():
-    """Deep Python work in the parent: recursion, exceptions with tracebacks,
-    the GC, json of nested data, a thread, frame inspection."""
-    def rec(n):
-        return 0 if n == 0 else 1 + rec(n - 1)
-    assert rec(800) == 800
-    try:
-        rec(10 ** 6)
-    except RecursionError:
-        pass
-    else:
-        raise AssertionError("no RecursionError")
-    try:
-        {}["missing"]
-    except KeyError:
-        assert "KeyError" in traceback.format_exc()
-    gc.collect()
-    nested = []
-    for _ in range(200):
-        nested = [nested, {"k": list(range(5))}]
-    assert json.loads(json.dumps(nested)) == nested
-    out = []
-    t = threading.Thread(target=out.append, args=(1,))
-    t.start()
-    t.join()
-    assert out == [1]
-    assert "parent_is_healthy" in "".join(traceback.format_stack())
-    assert threading.current_thread() is threading.main_thread() or True
-    return True
 
 
 def test_child_shares_memory():
@@ -442,20 +410,6 @@ def test_locals_of_abandoned_frames_are_released(depth):
     assert reap(P.clone(_nested, BORROWED, args=(depth, leaf))) == 0
     gc.collect()
     assert refs[0]() is None
-
-
-def thread_states():
-    """How many thread states the interpreter holds (public C API)."""
-    api = ctypes.pythonapi
-    for name in ("PyInterpreterState_Main", "PyInterpreterState_ThreadHead", "PyThreadState_Next"):
-        getattr(api, name).restype = ctypes.c_void_p
-    api.PyInterpreterState_ThreadHead.argtypes = [ctypes.c_void_p]
-    api.PyThreadState_Next.argtypes = [ctypes.c_void_p]
-    n, t = 0, api.PyInterpreterState_ThreadHead(api.PyInterpreterState_Main())
-    while t:
-        n += 1
-        t = api.PyThreadState_Next(t)
-    return n
 
 
 def test_threads_that_clone_and_end_leave_no_thread_state_behind():

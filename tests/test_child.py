@@ -367,8 +367,8 @@ def test_child_reaped_by_someone_else_warns_and_reports_255():
 
 
 def test_without_pidfds_the_pipe_sentinel_serves(monkeypatch):
-    from pyclone import child as child_module
-    monkeypatch.setattr(child_module, "_pidfd_probe", [False])
+    from pyclone import _child_request
+    monkeypatch.setattr(_child_request, "_pidfd_probe", [False])
     for flags in (signal.SIGCHLD, P.CLONE_VM | signal.SIGCHLD):
         c = Child(lambda: 5, flags=flags).start()
         assert c.pidfd is None

@@ -1,4 +1,4 @@
-"""The public names, values and signatures DESIGN.md promises."""
+"""The public names, values and signatures of pyclone's contract (README, API)."""
 import enum
 import inspect
 import os
@@ -77,12 +77,3 @@ def test_signatures():
 def test_all_names_exist():
     for name in pyclone.__all__:
         assert hasattr(pyclone, name), name
-
-
-def test_c_module_is_an_implementation_detail():
-    from pyclone import _clone
-    assert "implementation detail" in _clone.__doc__
-
-
-def test_docstrings_have_caveats():
-    assert "Caveats" in pyclone.clone.__doc__

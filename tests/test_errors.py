@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 import pyclone
-from conftest import BORROWED, FORK, _anon_rw_mappings, _fds, in_forked_child, reap
+from conftest import BORROWED, _anon_rw_mappings, plan, _fds, in_forked_child, reap
 
 P = pyclone
 
@@ -110,13 +110,13 @@ def test_kernel_rules_match_the_kernel():
     (checked with unshare-free raw clone(2) through ctypes would need a stack;
     instead: each rule's flags make the real clone fail with EINVAL when the
     Python check is bypassed)."""
-    from pyclone import _exit, _core, _rules
+    from pyclone import _core, _rules
     for bits, _ in RULES:
         if bits & P.CLONE_CLEAR_SIGHAND:
             continue        # a clone3 flag: the legacy call cannot carry it
         with pytest.raises(OSError) as info:
             _core.start(_rules.mode_of(bits), bits, signal.SIGCHLD, None,
-                        _exit.plan(noop, (), {}))
+                        plan(noop))
         assert info.value.errno == errno.EINVAL, (hex(bits), info.value)
 
 
@@ -270,7 +270,7 @@ def test_refused_during_finalization():
 def test_nothing_left_behind_after_errors():
     """Kernel-side failures (EINVAL here) leave no fd, mapping, child or
     thread state behind, in every mode."""
-    from pyclone import _exit, _core
+    from pyclone import _core
     from test_borrowed_mode import thread_states
     # A borrowed clone leaves its caller one idle thread state (reused):
     # take the baseline after one.
@@ -279,13 +279,13 @@ def test_nothing_left_behind_after_errors():
     for _ in range(50):
         with pytest.raises(OSError):
             _core.start("thread", P.CLONE_VM | P.CLONE_NEWNS | P.CLONE_FS, signal.SIGCHLD,
-                        None, _exit.plan(noop, (), {}))
+                        None, plan(noop))
         with pytest.raises(OSError):
             _core.start("fork", P.CLONE_NEWNS | P.CLONE_FS, signal.SIGCHLD, None,
-                        _exit.plan(noop, (), {}))
+                        plan(noop))
         with pytest.raises(OSError):
             _core.start("borrowed", P.CLONE_VM | P.CLONE_VFORK | P.CLONE_NEWNS | P.CLONE_FS,
-                        signal.SIGCHLD, 1 << 24, _exit.plan(noop, (), {}))
+                        signal.SIGCHLD, 1 << 24, plan(noop))
     assert _fds() == fds
     assert _anon_rw_mappings() == maps
     assert thread_states() <= states    # idle hosts may have left meanwhile

@@ -10,14 +10,10 @@ import time
 import pytest
 
 import pyclone
-from conftest import overflow_the_stack, FORK, needs_root, reap
+from conftest import needs_root, overflow_the_stack, parent_is_healthy, reap
 
 P = pyclone
 FLAGS = signal.SIGCHLD
-
-
-def parent_is_healthy():
-    return sum(range(1000)) == 499500
 
 
 def test_child_gets_a_copy_of_memory():

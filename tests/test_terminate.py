@@ -10,8 +10,7 @@ import time
 import pytest
 
 import pyclone
-from conftest import BORROWED, reap
-from test_borrowed_mode import parent_is_healthy
+from conftest import BORROWED, parent_is_healthy, reap
 
 THREAD = pyclone.CLONE_VM | signal.SIGCHLD
 

@@ -15,8 +15,7 @@ import time
 import pytest
 
 import pyclone
-from conftest import kill_at_safe_point, overflow_the_stack, reap
-from test_borrowed_mode import parent_is_healthy, thread_states
+from conftest import kill_at_safe_point, overflow_the_stack, parent_is_healthy, reap, thread_states
 
 P = pyclone
 THREAD = P.CLONE_VM | signal.SIGCHLD

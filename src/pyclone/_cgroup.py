@@ -13,6 +13,11 @@ if TYPE_CHECKING:
     CgroupSpec = Union[int, str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
 
+FLAG_WITHOUT_CGROUP = ("CLONE_INTO_CGROUP needs the cgroup: pass cgroup=PATH_OR_FD "
+                       "(a cgroup v2 directory) instead of the flag")
+_GIVE_AN_FD = "pass an fd from os.open(path, os.O_RDONLY | os.O_DIRECTORY), or the path itself"
+
+
 def check_cgroup(cgroup):
     """Type check only; opening a path happens after the audit event."""
     if cgroup is None or isinstance(cgroup, (str, bytes, os.PathLike)):
@@ -22,14 +27,12 @@ def check_cgroup(cgroup):
     fd = _rules.check_int(cgroup, "cgroup (a directory fd or path)")
     if not 0 <= fd < 1 << 31:
         raise ValueError(f"cgroup fd {fd} is {'negative' if fd < 0 else 'too large'}: "
-                         "not a file descriptor; pass an fd from "
-                         "os.open(path, os.O_RDONLY | os.O_DIRECTORY), or the path itself")
+                         f"not a file descriptor; {_GIVE_AN_FD}")
     try:
         os.fstat(fd)
     except OSError:
-        raise ValueError(f"cgroup fd {fd} is not an open file descriptor: pass an fd from "
-                         "os.open(path, os.O_RDONLY | os.O_DIRECTORY), or the path "
-                         "itself") from None
+        raise ValueError(f"cgroup fd {fd} is not an open file descriptor: "
+                         f"{_GIVE_AN_FD}") from None
     return fd
 
 

@@ -2,13 +2,11 @@
 that do not fit in clone()'s 32 bits."""
 from __future__ import annotations
 
-import os
-import signal
-import sys
+from _signal import SIGCHLD
 from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
-from . import _clone, _core, _exit, _rules
-from ._cgroup import check_cgroup, open_cgroup
+from . import _clone, _core, _rules
+from ._cgroup import FLAG_WITHOUT_CGROUP, check_cgroup
 from ._rules import F
 from .flags import CSIGNAL
 
@@ -23,7 +21,7 @@ class CloneResult(NamedTuple):
     pidfd: Optional[int]
 
 
-_MAX_PID_NS_LEVEL = 32
+_MAX_PID_NS_LEVEL = _clone.MAX_SET_TID     # PID namespaces nest at most this deep
 
 
 def _pid_max():
@@ -56,9 +54,7 @@ def check_set_tid(set_tid):
 def check_clone3_flags(flags, exit_signal, pidfd, cgroup, set_tid):
     """(bits, exit signal, mode, want_pidfd) after every check clone3 makes
     before a system call."""
-    bits = _rules.check_int(flags, "flags")
-    if bits < 0:
-        raise ValueError(f"flags must not be negative, got {bits:#x}")
+    bits = _rules.check_flags_word(flags)
     low = bits & CSIGNAL & ~F.CLONE_NEWTIME
     if low:
         raise ValueError(
@@ -71,13 +67,12 @@ def check_clone3_flags(flags, exit_signal, pidfd, cgroup, set_tid):
     want_pidfd = bool(pidfd) or bool(bits & F.CLONE_PIDFD)
     bits &= ~F.CLONE_PIDFD
     if bits & F.CLONE_INTO_CGROUP and cgroup is None:
-        raise ValueError("CLONE_INTO_CGROUP needs the cgroup: pass cgroup=PATH_OR_FD "
-                         "(a cgroup v2 directory) instead of the flag")
+        raise ValueError(FLAG_WITHOUT_CGROUP)
     bits &= ~F.CLONE_INTO_CGROUP
     checked = bits | (F.CLONE_PIDFD if want_pidfd else 0)
     checked |= F.CLONE_INTO_CGROUP if cgroup is not None else 0
     mode = _rules.check_flag_bits(checked, "clone3")
-    if sig and sig != signal.SIGCHLD:
+    if sig and sig != SIGCHLD:
         _rules.check_exit_signal_handled(sig, bits)
     if mode != "fork" and not _clone.HAVE_CLONE3_VM:
         needs = [name for name, used in (("CLONE_NEWTIME", bits & F.CLONE_NEWTIME),
@@ -91,7 +86,7 @@ def check_clone3_flags(flags, exit_signal, pidfd, cgroup, set_tid):
     return bits, sig, mode, want_pidfd
 
 
-def clone3(fn: Callable[..., Any], flags: int = 0, *, exit_signal: int = signal.SIGCHLD,
+def clone3(fn: Callable[..., Any], flags: int = 0, *, exit_signal: int = SIGCHLD,
            stack_size: Optional[int] = None, args: Sequence[Any] = (),
            kwargs: Optional[Mapping[str, Any]] = None, pidfd: bool = False,
            cgroup: Optional[CgroupSpec] = None,
@@ -119,16 +114,8 @@ def clone3(fn: Callable[..., Any], flags: int = 0, *, exit_signal: int = signal.
     bits, sig, mode, want_pidfd = check_clone3_flags(flags, exit_signal, pidfd, cgroup, tids)
     size = _rules.check_stack_size(stack_size, mode)
     call_args, call_kwargs = _rules.check_call_args(args, kwargs)
-    sys.audit("pyclone.clone",
-              bits | (F.CLONE_PIDFD if want_pidfd else 0)
-              | (F.CLONE_INTO_CGROUP if cgroup is not None else 0), mode)
-    cgroup_fd, opened = (-1, False) if cgroup is None else open_cgroup(cgroup)
-    try:
-        pid, fd = _core.start(mode, bits, sig, size,
-                              (fn, call_args, call_kwargs, _exit.on_return,
-                               _exit.on_exception),
-                              extras=(want_pidfd, cgroup_fd, tids))
-    finally:
-        if opened:
-            os.close(cgroup_fd)
+    pid, fd = _core.launch(fn, call_args, call_kwargs, bits, sig, mode, size,
+                           audit_flags=(bits | (F.CLONE_PIDFD if want_pidfd else 0)
+                                        | (F.CLONE_INTO_CGROUP if cgroup is not None else 0)),
+                           want_pidfd=want_pidfd, cgroup=cgroup, set_tid=tids)
     return CloneResult(pid, fd if want_pidfd else None)

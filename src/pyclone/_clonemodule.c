@@ -17,7 +17,7 @@
  *   stack_room() -> int, stack_pointer() -> int
  */
 #define _GNU_SOURCE
-#include "compat.h"
+#include "_c/compat.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,20 +34,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "child.h"
-#include "cstack.h"
-#include "frames.h"
-#include "host.h"
-#include "sem.h"
-#include "rawclone.h"
-#include "stack.h"
-#include "terminate.h"
-#include "tstate.h"
-#include "watchdog.h"
+#include "_c/in_child.h"
+#include "_c/kernel_abi.h"
+#include "_c/cstack.h"
+#include "_c/frames.h"
+#include "_c/host.h"
+#include "_c/sem.h"
+#include "_c/raw_clone.h"
+#include "_c/stack.h"
+#include "_c/terminate.h"
+#include "_c/tstate.h"
+#include "_c/watchdog.h"
 
-#define CLONE_CLEAR_SIGHAND_BIT 0x100000000ULL
-#define CLONE_PIDFD_BIT 0x00001000ULL
-#define MAX_SET_TID 32      /* MAX_PID_NS_LEVEL */
 
 /* clone3's extras of one request, and where the pidfd lands. */
 struct clone_extras {
@@ -75,7 +73,7 @@ parse_extras(PyObject *obj, struct clone_request *req, struct clone_extras *x)
     }
     Py_ssize_t n = PyTuple_GET_SIZE(set_tid);
     if (n > MAX_SET_TID) {
-        PyErr_SetString(PyExc_ValueError, "set_tid holds at most 32 pids");
+        PyErr_Format(PyExc_ValueError, "set_tid holds at most %d pids", MAX_SET_TID);
         return -1;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -921,10 +919,10 @@ clone_exec(PyObject *module)
         || PyModule_AddIntConstant(module, "FORK_LIBC_INTERMEDIATE", FORK_LIBC_INTERMEDIATE) < 0
         || PyModule_AddIntConstant(module, "PAGE_SIZE", getpagesize()) < 0
         || PyModule_AddIntConstant(module, "HAVE_VM_MODES", PYCLONE_HAVE_VM_MODES) < 0
-        || PyModule_AddIntConstant(module, "HAVE_THREAD_MODE", PYCLONE_HAVE_VM_MODES) < 0
         || PyModule_AddIntConstant(module, "HAVE_CLONE3_VM", RAWCLONE_HAVE_CLONE3_VM) < 0
         || PyModule_AddIntConstant(module, "FRAMES_KNOWN", frames_known()) < 0
         || PyModule_AddIntConstant(module, "NEWEST_TESTED_HEX", PYCLONE_NEWEST_TESTED_HEX) < 0
+        || PyModule_AddIntConstant(module, "MAX_SET_TID", MAX_SET_TID) < 0
         || PyModule_AddIntConstant(module, "CPYTHON_MIN_STACK", (long)cstack_min_size()) < 0) {
         return -1;
     }

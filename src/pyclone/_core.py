@@ -15,12 +15,13 @@ from _signal import SIGCHLD, SIGTERM
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
 
 from . import _clone, _exit, _rules
+from ._cgroup import open_cgroup
 from ._rules import F
 from .flags import WALL
 
 if TYPE_CHECKING:
     import resource
-    from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+    from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
 
 class _SpareGuard:
     """Lives in a threading.local of each thread that made a CLONE_VM child:
@@ -160,6 +161,30 @@ def _warn_untested_python(stacklevel):
         RuntimeWarning, stacklevel=stacklevel + 1)
 
 
+def launch(fn, args, kwargs, bits, exit_signal, mode, stack_size, *, audit_flags=None,
+           want_pidfd=None, cgroup=None, set_tid=(), before=None, stacklevel=2):
+    """The one way from a checked request into the C core, for clone(),
+    clone3() and Child: raises the audit event before anything else
+    happens, opens a cgroup given as a path, calls ``before(fd)`` (a Child
+    makes its pipes there; ``fd`` is the cgroup fd opened here, else None),
+    clones, and closes what it opened.  Returns the pid, or (pid, pidfd or
+    -1) when ``want_pidfd`` is not None (the request uses clone3's extras).
+    """
+    sys.audit("pyclone.clone", bits | exit_signal if audit_flags is None else audit_flags, mode)
+    plan = (fn, args, kwargs, _on_return, _on_exception)
+    if want_pidfd is None and cgroup is None and not set_tid and before is None:
+        return start(mode, bits, exit_signal, stack_size, plan, stacklevel + 1)
+    fd, opened = (-1, False) if cgroup is None else open_cgroup(cgroup)
+    try:
+        if before is not None:
+            before(fd if opened else None)
+        return start(mode, bits, exit_signal, stack_size, plan, stacklevel + 1,
+                     extras=(bool(want_pidfd), fd, set_tid))
+    finally:
+        if opened:
+            os.close(fd)
+
+
 def start(mode, bits, exit_signal, stack_size, plan, stacklevel=2, extras=None):
     """Runs an already checked and audited request; returns the child's pid,
     or (pid, pidfd or -1) when ``extras`` (want_pidfd, cgroup_fd, set_tid)
@@ -250,15 +275,7 @@ def clone(fn: Callable[..., Any], flags: int = SIGCHLD,
     """
     if not callable(fn):
         _rules.check_callable(fn)
-    # One lookup for the whole flags word (fewer objects touched per clone:
-    # in fork mode each page the parent writes costs a fault per fork).
-    try:
-        checked = _checked_clone_flags.get(flags)
-    except TypeError:                   # unhashable: certainly not an int
-        checked = None
-    if checked is None:
-        checked = _check_clone_flags(flags)
-    bits, exit_signal, mode = checked
+    bits, exit_signal, mode = _rules.check_clone_flags(flags)
     if exit_signal != _SIGCHLD and exit_signal:
         _rules.check_exit_signal_handled(exit_signal, bits)
     size = None if stack_size is None else _rules.check_stack_size(stack_size, mode)
@@ -266,26 +283,12 @@ def clone(fn: Callable[..., Any], flags: int = SIGCHLD,
         args, kwargs = _rules.check_call_args(args, kwargs)
     else:
         kwargs = {}
-    sys.audit("pyclone.clone", bits | exit_signal, mode)
-    return start(mode, bits, exit_signal, size, (fn, args, kwargs, _on_return, _on_exception))
+    return launch(fn, args, kwargs, bits, exit_signal, mode, size)
 
 
-_checked_clone_flags: Dict[int, Tuple[int, int, str]] = {}
 _SIGCHLD = SIGCHLD
 _on_return = _exit.on_return
 _on_exception = _exit.on_exception
-
-
-def _check_clone_flags(flags):
-    """(bits, exit signal, mode) for clone()'s flags word, or the exception."""
-    bits, exit_signal = _rules.split_legacy_flags(flags)
-    _rules.check_legacy_exit_signal(exit_signal)
-    mode = _rules.check_flag_bits(bits, "clone")
-    checked = (bits, exit_signal, mode)
-    if not bits & F.CLONE_PARENT:       # CLONE_PARENT: checked each time
-        # Keyed by the int: IntFlag/Signals values hash and compare equal.
-        _checked_clone_flags[bits | exit_signal] = checked
-    return checked
 
 
 def _check_wait_args(pid, options):
@@ -363,8 +366,3 @@ def terminate(pid: int, timeout: float = 1.0) -> None:
         raise ValueError(f"pid must be a positive process id, got {pid}")
     if _clone.terminate_vm(pid, _exit.Terminated, float(timeout)) == 0:
         os.kill(pid, SIGTERM)           # shares no memory with us: a signal is safe
-
-
-def mode_for_demo(bits):
-    """The mode a flag set selects (for display)."""
-    return _rules.mode_of(bits)

@@ -68,9 +68,3 @@ def on_exception(exc):
     flush_std_streams()
     return status
 
-
-def plan(fn, args, kwargs):
-    """What the C core runs in the child: fn(*args, **kwargs) and the two
-    helpers that turn its outcome into an exit status.  The parent keeps
-    the tuple alive until the child is gone (the child borrows it)."""
-    return (fn, args, kwargs, on_return, on_exception)

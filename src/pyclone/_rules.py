@@ -96,9 +96,13 @@ def check_callable(fn):
         raise TypeError(f"fn must be callable, not {type(fn).__name__!r}")
 
 
-def check_int(value, what):
+def check_int(value, what, bool_ok=True):
+    """``value`` as an int (anything with ``__index__``), else TypeError;
+    ``bool_ok=False`` refuses True and False, where a count is meant."""
     if type(value) is int:
         return value
+    if not bool_ok and isinstance(value, bool):
+        raise TypeError(f"{what} must be an int, not 'bool'")
     import operator             # not at import: it costs more than this module
     try:
         return operator.index(value)
@@ -165,25 +169,50 @@ def _signal_name(sig):
         return f"signal {sig}"
 
 
-_checked: dict[tuple[int, str], str] = {}
+#: The verdicts of the checks that do not depend on the moment, by (flags,
+#: api): (bits, exit signal, mode).  For "clone" the key is clone()'s whole
+#: flags word (bits | exit signal); for "clone3" the bits alone.  Only valid
+#: requests are remembered; keyed by the int (IntFlag and Signals values hash
+#: and compare equal to it).
+_verdicts: dict[tuple[int, str], tuple[int, int, str]] = {}
+
+
+def check_clone_flags(flags):
+    """clone()'s flags word -> (bits, exit signal, mode), every check made."""
+    try:
+        verdict = _verdicts.get((flags, "clone"))
+    except TypeError:                   # unhashable: certainly not an int
+        verdict = None
+    if verdict is None:
+        bits, exit_signal = split_legacy_flags(flags)
+        check_legacy_exit_signal(exit_signal)
+        _check_flag_bits(bits, "clone")
+        verdict = _verdicts[(bits | exit_signal, "clone")] = (bits, exit_signal, mode_of(bits))
+    if verdict[0] & F.CLONE_PARENT:
+        _check_parent_allowed()
+    return verdict
 
 
 def check_flag_bits(bits, api):
     """Unknown, managed and kernel-refused bits (signal byte already removed);
-    returns the mode.  The checks are pure, so their verdict is remembered."""
-    mode = _checked.get((bits, api))
-    if mode is None:
+    returns the mode."""
+    verdict = _verdicts.get((bits, api))
+    if verdict is None:
         _check_flag_bits(bits, api)
-        mode = _checked[(bits, api)] = mode_of(bits)
-    if bits & F.CLONE_PARENT and os.getpid() == 1:
+        verdict = _verdicts[(bits, api)] = (bits, 0, mode_of(bits))
+    if bits & F.CLONE_PARENT:
+        _check_parent_allowed()
+    return verdict[2]
+
+
+def _check_parent_allowed():
+    """Not cacheable: a process may become an init (after setns, in a child)."""
+    if os.getpid() == 1:
         raise ValueError("CLONE_PARENT is refused by the kernel in an init process "
                          "(pid 1 of its namespace): its children would have no reaper")
-    return mode
 
 
 def _check_flag_bits(bits, api):
-    if bits < 0:
-        raise ValueError(f"flags must not be negative, got {bits:#x}")
     unknown = bits & ~_KNOWN
     if unknown:
         raise ValueError(f"unknown clone flag bits {unknown:#x}; see pyclone.CloneFlags")
@@ -225,11 +254,17 @@ def check_stack_size(stack_size, mode):
     return -(-size // _PAGE) * _PAGE
 
 
-def split_legacy_flags(flags):
-    """clone()'s flags word -> (flag bits, exit signal), as plain ints."""
+def check_flags_word(flags):
+    """A flags argument as a plain non-negative int."""
     flags = int(check_int(flags, "flags"))
     if flags < 0:
         raise ValueError(f"flags must not be negative, got {flags:#x}")
+    return flags
+
+
+def split_legacy_flags(flags):
+    """clone()'s flags word -> (flag bits, exit signal), as plain ints."""
+    flags = check_flags_word(flags)
     return flags & ~CSIGNAL, flags & CSIGNAL
 
 

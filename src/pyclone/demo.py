@@ -12,7 +12,7 @@ import signal
 import socket
 import tempfile
 
-from . import _clone, _core
+from . import _core, _rules
 from .flags import CloneFlags as F
 
 SIG = signal.SIGUSR1
@@ -52,17 +52,9 @@ def _handler(signum, frame):
     pass
 
 
-def _thread_mode_available():
-    return getattr(_clone, "HAVE_THREAD_MODE", 0)
-
-
 def run_row(name, bits, workdir):
     """One flag set: returns the table cells."""
-    mode = _core.mode_for_demo(bits)
-    shown_mode = mode
-    if mode == "thread" and not _thread_mode_available():
-        bits |= F.CLONE_VFORK               # thread mode is not built yet
-        mode, shown_mode = "borrowed", "borrowed*"
+    mode = _rules.mode_of(bits)
     box = {"variable": "parent"}
     fd = os.open("/dev/null", os.O_RDONLY)
     home = os.getcwd()
@@ -110,7 +102,7 @@ def run_row(name, bits, workdir):
     py = "child's" if signal.getsignal(SIG) is _handler else "default"
     kernel = _kernel_disposition(SIG)
     cells = [
-        name, shown_mode,
+        name, mode,
         "CHANGED" if box["variable"] == "child" else "private",
         fd_state,
         "CHANGED" if os.getcwd() == workdir else "private",
@@ -141,9 +133,6 @@ def matrix():
     finally:
         os.rmdir(workdir)
     print()
-    if not _thread_mode_available():
-        print("* CLONE_VM without CLONE_VFORK is thread mode, not built yet: the row ran"
-              " with CLONE_VFORK added (borrowed mode).")
     print("handler py/kernel: Python's handler table lives in memory (shared under"
           " CLONE_VM), the kernel's\nonly under CLONE_SIGHAND; 'child's/default' means"
           " they now disagree in the parent.  In thread mode\nCPython refuses"
@@ -166,8 +155,6 @@ def seed_linus():
     shared["show_same_vm"] = 10
     print(f"mother:\t vm = {shared['show_same_vm']}")
     flags = F.CLONE_VM | F.CLONE_FS | F.CLONE_FILES | F.CLONE_SIGHAND | signal.SIGCHLD
-    if not _thread_mode_available():
-        flags |= F.CLONE_VFORK
     pid = _core.clone(cloned_process_starts_here, flags, 16384, args=(fd,))
     _core.waitpid(pid)
     print(f"mother:\t vm = {shared['show_same_vm']}")
@@ -207,8 +194,6 @@ def seed_slides():
             return 0
         flags = signal.SIGCHLD | F.CLONE_FS | F.CLONE_SIGHAND | F.CLONE_VM
         flags |= F.CLONE_FILES if share_files else 0
-        if not _thread_mode_available():
-            flags |= F.CLONE_VFORK
         print(f"Creating child thread ({'with' if share_files else 'without'} CLONE_FILES)")
         _core.waitpid(_core.clone(thread_function, flags, 1024 * 64, args=(fd,)), 0)
         try:

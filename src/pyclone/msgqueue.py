@@ -14,6 +14,7 @@ import queue
 import struct
 import weakref
 
+from . import _rules
 from .sync import Semaphore, _check_timeout
 
 __all__ = ["Queue"]
@@ -49,8 +50,7 @@ class Queue:
     """
 
     def __init__(self, maxsize=0):
-        if isinstance(maxsize, bool) or not isinstance(maxsize, int):
-            raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__!r}")
+        maxsize = _rules.check_int(maxsize, "maxsize", bool_ok=False)
         if maxsize < 0:
             raise ValueError(f"maxsize must be >= 0, not {maxsize}")
         self.maxsize = maxsize

@@ -8,6 +8,7 @@ or ``CLONE_FILES``), or with ``robust=True`` a System V semaphore whose
 permits the kernel gives back when a holder dies (``SEM_UNDO``).
 """
 import atexit
+import errno
 import io
 import math
 import mmap
@@ -16,7 +17,7 @@ import struct
 import threading
 import weakref
 
-from . import _clone
+from . import _clone, _rules
 
 __all__ = ["Semaphore", "RecursiveSemaphore"]
 
@@ -72,8 +73,7 @@ class Semaphore:
     """
 
     def __init__(self, value=1, *, robust=False):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"value must be an int, not {type(value).__name__!r}")
+        value = _rules.check_int(value, "value", bool_ok=False)
         limit = SYSV_MAX if robust else EVENTFD_MAX
         if not 0 <= value <= limit:
             raise ValueError(f"value must be 0..{limit}, not {value}")
@@ -113,8 +113,7 @@ class Semaphore:
 
     def release(self, n=1):
         """Give back ``n`` permits (to whichever tasks wait)."""
-        if isinstance(n, bool) or not isinstance(n, int):
-            raise TypeError(f"n must be an int, not {type(n).__name__!r}")
+        n = _rules.check_int(n, "n", bool_ok=False)
         if n < 1:
             raise ValueError(f"n must be at least 1, not {n}")
         handle = self._live()
@@ -127,7 +126,7 @@ class Semaphore:
             else:
                 _clone.sem_eventfd_post(handle, n)
         except (BlockingIOError, OSError) as exc:
-            if isinstance(exc, BlockingIOError) or exc.errno == 34:     # EAGAIN, ERANGE
+            if isinstance(exc, BlockingIOError) or exc.errno == errno.ERANGE:
                 raise ValueError(f"releasing {n} would take the count past its maximum "
                                  f"({limit})") from exc
             raise
@@ -192,8 +191,7 @@ class RecursiveSemaphore:
     _SLOT = struct.Struct("iiq")            # pid, tid, recursion count
 
     def __init__(self, value=1, *, robust=False):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"value must be an int, not {type(value).__name__!r}")
+        value = _rules.check_int(value, "value", bool_ok=False)
         if not 1 <= value <= 4096:
             raise ValueError(f"value must be 1..4096 holders, not {value}")
         self._sem = Semaphore(value, robust=robust)

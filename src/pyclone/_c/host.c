@@ -24,7 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "child.h"
+#include "in_child.h"
+#include "stack.h"
 #include "cstack.h"
 #include "frames.h"
 #include "tstate.h"
@@ -33,7 +34,6 @@
 #define HOST_POOL_MAX 16
 #define HOST_LINGER_NS 500000000L      /* idle hosts exit after 0.5 s */
 #define HOST_MARGIN (64 * 1024)         /* the host's own frames, above the child's */
-#define CARVE_MARGIN (16 * 1024)
 
 /* ---- raw system calls: no errno, no TLS ------------------------------- */
 
@@ -285,7 +285,7 @@ host_run(struct host *h, struct thread_job *job)
     }
     job->tid_word = -1;
     char here;
-    char *top = (char *)(((uintptr_t)&here - CARVE_MARGIN) & ~(uintptr_t)15);
+    char *top = stack_carve_top(&here);
     if (h->stack_low != NULL) {
         cstack_set(job->tstate, h->stack_low, top);
     }

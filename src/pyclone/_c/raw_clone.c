@@ -1,7 +1,8 @@
-/* rawclone.c - raw clone/clone3 for fork mode, clone3 for CLONE_VM
+/* raw_clone.c - raw clone/clone3 for fork mode, clone3 for CLONE_VM
  * children, and the TID slot lookup. */
 #define _GNU_SOURCE
-#include "rawclone.h"
+#include "raw_clone.h"
+#include "kernel_abi.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -11,25 +12,6 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#ifndef __NR_clone3
-#  define __NR_clone3 435
-#endif
-
-/* struct clone_args of <linux/sched.h>, version 2 (88 bytes, Linux 5.7). */
-struct kernel_clone_args {
-    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal;
-    uint64_t stack, stack_size, tls, set_tid, set_tid_size, cgroup;
-};
-
-#define CLONE_ARGS_SIZE_VER0 64
-#define CLONE_ARGS_SIZE_VER1 80
-#define CLONE_ARGS_SIZE_VER2 88
-#define CLONE_PIDFD_BIT 0x00001000ULL
-#define CLONE_CHILD_SETTID_BIT 0x01000000ULL
-#define CLONE_INTO_CGROUP_BIT 0x200000000ULL
-#define CLONE_NEWTIME_BIT 0x00000080ULL
-#define CLONE_CLEAR_SIGHAND_BIT 0x100000000ULL
 
 /* glibc's fork() has the kernel store the child's TID in the child's thread
  * descriptor (CLONE_CHILD_SETTID on &THREAD_SELF->tid); a raw clone would
@@ -160,7 +142,7 @@ __asm__(
     ".cfi_startproc\n"
     "    movq %rdx, %r8\n"
     "    movq %rcx, %r9\n"
-    "    movl $435, %eax\n"
+    "    movl $435, %eax\n"             /* __NR_clone3 */
     "    syscall\n"
     "    testq %rax, %rax\n"
     "    jz 1f\n"

@@ -1,4 +1,4 @@
-/* child.c - code that runs in the child of a clone.
+/* in_child.c - code that runs in the child of a clone.
  *
  * Rules, by mode (every function here is named child_* and kept out of line
  * so that a backtrace shows at once that the child was running):
@@ -30,7 +30,7 @@
  * glibc broadcasts those to the parent's threads (documented in the README).
  */
 #define _GNU_SOURCE
-#include "child.h"
+#include "in_child.h"
 #include "tstate.h"
 #include "host.h"
 
@@ -41,7 +41,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "rawclone.h"
+#include "raw_clone.h"
 
 /* One failure path: report (stage, errno) to the parent and leave.  write()
  * and _exit() are async-signal-safe; the record is smaller than PIPE_BUF, so

@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "rawclone.h"
+#include "raw_clone.h"
 #include "terminate.h"
 
 /* One thread-mode child, from request to cleanup. */

@@ -9,6 +9,20 @@
 #define PYCLONE_STACK_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+/* What a child's frames leave alone above them when its stack is carved
+ * below a running frame (the caller's in borrowed mode, the host's in thread
+ * mode): that frame, suspended in clone(), and what glibc's wrapper pushes. */
+#define CARVE_MARGIN (16 * 1024)
+
+/* The initial stack pointer of a child carved below `here`, an address in
+ * the carving frame: CARVE_MARGIN lower, 16-byte aligned as the ABI wants. */
+static inline void *
+stack_carve_top(const void *here)
+{
+    return (void *)(((uintptr_t)here - CARVE_MARGIN) & ~(uintptr_t)15);
+}
 
 struct child_stack {
     void *top;          /* 16-byte aligned initial stack pointer */

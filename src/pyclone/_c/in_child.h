@@ -1,8 +1,8 @@
-/* child.h - everything that runs in a clone child between the system call
+/* in_child.h - everything that runs in a clone child between the system call
  * and the Python callable, and the way the child leaves.  See child.c for
  * the rules each mode imposes. */
-#ifndef PYCLONE_CHILD_H
-#define PYCLONE_CHILD_H
+#ifndef PYCLONE_IN_CHILD_H
+#define PYCLONE_IN_CHILD_H
 
 #include "compat.h"
 #include "terminate.h"

@@ -8,10 +8,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* What the child's frames must leave alone above them: the caller's frame
- * that is suspended in clone() and the few bytes glibc's wrapper pushes. */
-#define CARVE_MARGIN (16 * 1024)
-
 /* Per-thread cache of the calling thread's stack bounds: for the main
  * thread glibc's pthread_getattr_np() parses /proc/self/maps, far too slow
  * for every clone.  A borrowed child shares its parent's TLS and runs on
@@ -58,7 +54,7 @@ stack_acquire(struct child_stack *st, size_t carve_min, size_t map_size)
 {
     if (stack_room_below_sp(CARVE_MARGIN) >= carve_min) {
         char here;
-        st->top = (void *)(((uintptr_t)&here - CARVE_MARGIN) & ~(uintptr_t)15);
+        st->top = stack_carve_top(&here);
         st->low = (void *)thread_stack_low();
         st->map_base = NULL;
         st->map_len = 0;

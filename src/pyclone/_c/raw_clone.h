@@ -1,4 +1,4 @@
-/* rawclone.h - the clone and clone3 system calls, without glibc's wrapper.
+/* raw_clone.h - the clone and clone3 system calls, without glibc's wrapper.
  *
  * Fork mode (no CLONE_VM): with a NULL stack the child returns from the
  * system call on a copy-on-write copy of the caller's stack, exactly as from
@@ -9,8 +9,8 @@
  * ours for clone3, which glibc does not export) calls fn(arg) there and ends
  * the task with the exit system call.
  */
-#ifndef PYCLONE_RAWCLONE_H
-#define PYCLONE_RAWCLONE_H
+#ifndef PYCLONE_RAW_CLONE_H
+#define PYCLONE_RAW_CLONE_H
 
 #include <stdint.h>
 #include <sys/types.h>
