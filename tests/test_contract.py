@@ -77,3 +77,15 @@ def test_signatures():
 def test_all_names_exist():
     for name in pyclone.__all__:
         assert hasattr(pyclone, name), name
+
+
+def test_every_c_function_states_its_signature():
+    import inspect
+
+    from pyclone import _clone
+    functions = [getattr(_clone, n) for n in dir(_clone) if callable(getattr(_clone, n))
+                 and not isinstance(getattr(_clone, n), type)]
+    assert len(functions) > 20
+    for f in functions:
+        inspect.signature(f)            # raises ValueError without a text signature
+        assert f.__doc__.strip(), f.__name__

@@ -5,16 +5,10 @@
  * parses, makes its system calls and builds a result; on failure it raises
  * OSError from errno, naming the call (see raise_errno).
  *
- * Entry points:
- *   clone_fork(plan, flags, exit_signal, method, unshare_flags[, extras]) -> pid
- *   clone_borrowed(plan, flags, exit_signal, carve_min, map_size[, extras]) -> pid
- *   clone_thread(plan, flags, exit_signal, stack_size[, extras]) -> pid
- *     extras = (want_pidfd, cgroup_fd or -1, set_tid tuple) asks for clone3's
- *     features; the result is then (pid, pidfd or -1).
- *   wait_pid(pid, options[, with_rusage]) -> (pid, status[, rusage fields])
- *   process_single_threaded() -> bool
- *   thread_join(tid, nohang), join_thread_children(), parked_hosts()
- *   stack_room() -> int, stack_pointer() -> int
+ * The C core itself is in _c/, one concept per file (in_child.c: what runs
+ * in a child before Python; host.c: thread mode's host threads; ...).  This
+ * file is its entry: argument parsing and the method table, whose
+ * docstrings say what each entry point takes and returns.
  */
 #define _GNU_SOURCE
 #include "_c/compat.h"
@@ -828,73 +822,106 @@ tid_fix_available(PyObject *module, PyObject *unused)
 
 static PyMethodDef clone_methods[] = {
     {"clone_fork", clone_fork, METH_VARARGS,
-     "clone_fork(plan, flags, exit_signal, method, unshare_flags[, extras[, count_threads]])\n"
-     "    -> pid, or (pid, pidfd) with extras\n"
-     "Fork-mode clone; the child calls fn(*args, **kwargs) and exits with the\n"
-     "status on_return(result) or on_exception(exc) gives."},
+     "clone_fork($module, plan, flags, exit_signal, method, unshare_flags, extras=None, count_threads=False, /)\n--\n\n"
+     "Fork-mode clone made by `method` (FORK_RAW, FORK_LIBC, FORK_LIBC_INTERMEDIATE);\n"
+     "the child calls fn(*args, **kwargs) from plan and exits with the status that\n"
+     "on_return(result) or on_exception(exc) gives.  Returns the pid, or\n"
+     "(pid, pidfd or -1) when extras = (want_pidfd, cgroup_fd, set_tid) is given."},
     {"clone_borrowed", clone_borrowed, METH_VARARGS,
-     "clone_borrowed(plan, flags, exit_signal, carve_min, map_size) -> pid\n"
-     "CLONE_VM|CLONE_VFORK clone; returns once the child exited or exec'd."},
+     "clone_borrowed($module, plan, flags, exit_signal, carve_min, map_size, extras=None, /)\n--\n\n"
+     "CLONE_VM|CLONE_VFORK clone; returns once the child exited or exec'd: the\n"
+     "pid, or (pid, pidfd or -1) with extras."},
     {"clone_thread", clone_thread, METH_VARARGS,
-     "clone_thread(plan, flags, exit_signal, stack_size) -> pid\n"
-     "Thread-mode clone on a host thread's TLS; returns once the child runs."},
+     "clone_thread($module, plan, flags, exit_signal, stack_size, extras=None, /)\n--\n\n"
+     "Thread-mode clone on a host thread's TLS; returns once the child runs: the\n"
+     "pid, or (pid, pidfd or -1) with extras."},
     {"thread_join", thread_join, METH_VARARGS,
-     "thread_join(tid, nohang) -> (tid, status), (0, 0), or None if tid is not\n"
-     "a CLONE_THREAD child of ours."},
+     "thread_join($module, tid, nohang, /)\n--\n\n"
+     "(tid, status) of an ended CLONE_THREAD child of ours, (0, 0) if it still\n"
+     "runs and nohang, None if tid is not such a child."},
     {"join_thread_children", join_thread_children, METH_NOARGS,
+     "join_thread_children($module)\n--\n\n"
      "Wait until every thread-mode child has finished."},
     {"threads_at_fork", threads_at_fork, METH_NOARGS,
+     "threads_at_fork($module)\n--\n\n"
      "Other threads (parked hosts not counted) that the calling thread's last\n"
      "clone_fork(..., count_threads=True) saw before the after-fork hooks ran;\n"
      "-1 if unknown."},
     {"parked_hosts", parked_hosts, METH_NOARGS,
+     "parked_hosts($module)\n--\n\n"
      "Host threads parked with no work (they hold no lock)."},
     {"after_fork_child", after_fork_child, METH_NOARGS,
+     "after_fork_child($module)\n--\n\n"
      "Forget what belonged to the parent's threads (in a fork child)."},
     {"sem_eventfd", sem_eventfd, METH_VARARGS,
-     "sem_eventfd(value) -> fd: an EFD_SEMAPHORE eventfd (non-blocking, close-on-exec)."},
+     "sem_eventfd($module, value, /)\n--\n\n"
+     "An EFD_SEMAPHORE eventfd holding value (non-blocking, close-on-exec)."},
     {"sem_eventfd_wait", sem_eventfd_wait, METH_VARARGS,
-     "sem_eventfd_wait(fd, timeout) -> bool; timeout < 0 waits forever, 0 not at all."},
+     "sem_eventfd_wait($module, fd, timeout, /)\n--\n\n"
+     "Take one permit: True, or False after timeout seconds (< 0: forever,\n"
+     "0: do not wait)."},
     {"sem_eventfd_post", sem_eventfd_post, METH_VARARGS,
-     "sem_eventfd_post(fd, n): add n (EAGAIN when the counter would overflow)."},
-    {"sem_sysv", sem_sysv, METH_VARARGS, "sem_sysv(value) -> id: a private System V semaphore."},
+     "sem_eventfd_post($module, fd, n, /)\n--\n\n"
+     "Add n permits (BlockingIOError when the counter would overflow)."},
+    {"sem_sysv", sem_sysv, METH_VARARGS,
+     "sem_sysv($module, value, /)\n--\n\n"
+     "The id of a new private System V semaphore set of one, holding value."},
     {"sem_sysv_wait", sem_sysv_wait, METH_VARARGS,
-     "sem_sysv_wait(id, timeout) -> bool, with SEM_UNDO."},
-    {"sem_sysv_post", sem_sysv_post, METH_VARARGS, "sem_sysv_post(id, n), with SEM_UNDO."},
-    {"sem_sysv_rm", sem_sysv_rm, METH_VARARGS, "sem_sysv_rm(id): remove the set."},
-    {"sem_sysv_getval", sem_sysv_getval, METH_VARARGS, "sem_sysv_getval(id) -> value."},
+     "sem_sysv_wait($module, id, timeout, /)\n--\n\n"
+     "Take one permit with SEM_UNDO: True, or False after timeout seconds."},
+    {"sem_sysv_post", sem_sysv_post, METH_VARARGS,
+     "sem_sysv_post($module, id, n, /)\n--\n\n"
+     "Add n permits, with SEM_UNDO."},
+    {"sem_sysv_rm", sem_sysv_rm, METH_VARARGS,
+     "sem_sysv_rm($module, id, /)\n--\n\n"
+     "Remove the semaphore set."},
+    {"sem_sysv_getval", sem_sysv_getval, METH_VARARGS,
+     "sem_sysv_getval($module, id, /)\n--\n\n"
+     "The semaphore's value."},
     {"set_pdeathsig", set_pdeathsig, METH_VARARGS,
-     "set_pdeathsig(sig): prctl(PR_SET_PDEATHSIG) for the calling thread."},
+     "set_pdeathsig($module, sig, /)\n--\n\n"
+     "prctl(PR_SET_PDEATHSIG, sig) for the calling thread."},
     {"terminate_vm", terminate_vm, METH_VARARGS,
-     "terminate_vm(tid, exc_type, timeout) -> 0 not a task sharing our memory,\n"
-     "1 exception pending or raised, 2 signalled at a safe point or ending."},
+     "terminate_vm($module, tid, exc_type, timeout, /)\n--\n\n"
+     "0: tid is not a task sharing our memory; 1: exc_type is pending in it or\n"
+     "raised; 2: signalled at a safe point, or already ending."},
     {"signal_at_safe_point", signal_at_safe_point, METH_VARARGS,
-     "signal_at_safe_point(tid, sig) -> 1 sent while stopped in a lock-free\n"
-     "system call, 0 not at a safe point now, -1 gone."},
+     "signal_at_safe_point($module, tid, sig, /)\n--\n\n"
+     "1: sent while tid was stopped in a lock-free system call; 0: not at a\n"
+     "safe point now; -1: gone."},
     {"signal_disposition", signal_disposition, METH_VARARGS,
-     "signal_disposition(sig) -> 0 default, 1 ignored, 2 handled (sigaction)."},
+     "signal_disposition($module, sig, /)\n--\n\n"
+     "0 default, 1 ignored, 2 handled (from sigaction)."},
     {"signal_thread", signal_thread, METH_VARARGS,
-     "signal_thread(tid, sig): tgkill() to a thread of this process."},
+     "signal_thread($module, tid, sig, /)\n--\n\n"
+     "tgkill() to a thread of this process."},
     {"wait_pid", wait_pid, METH_VARARGS,
      "wait_pid($module, pid, options, with_rusage=False, /)\n--\n\n"
-     "-> (pid, status[, rusage]).  "
-     "wait4(2) retried on EINTR; options may hold __WALL/__WCLONE.  With\n"
-     "with_rusage, a third item: struct rusage's 16 fields as a tuple."},
+     "wait4(2), retried on EINTR: (pid, status), plus struct rusage's 16 fields\n"
+     "as a tuple with with_rusage.  options may hold __WALL/__WCLONE."},
     {"process_single_threaded", process_single_threaded, METH_NOARGS,
+     "process_single_threaded($module)\n--\n\n"
      "True if glibc knows this process never created a thread."},
     {"stack_room", stack_room, METH_NOARGS,
+     "stack_room($module)\n--\n\n"
      "Bytes left below the stack pointer on the calling thread's stack."},
     {"stack_pointer", stack_pointer, METH_NOARGS,
+     "stack_pointer($module)\n--\n\n"
      "An address on the calling task's C stack (where a child runs)."},
     {"claim_guard", claim_guard, METH_NOARGS,
+     "claim_guard($module)\n--\n\n"
      "True the first time in a thread: create the guard that calls drop_spare."},
     {"drop_spare", drop_spare, METH_NOARGS,
+     "drop_spare($module)\n--\n\n"
      "Delete the calling thread's idle child thread state (at thread exit)."},
     {"forget_spare", forget_spare, METH_NOARGS,
+     "forget_spare($module)\n--\n\n"
      "Forget it without deleting it (in a fork child, where CPython did)."},
     {"frame_layout", frame_layout, METH_NOARGS,
+     "frame_layout($module)\n--\n\n"
      "Offsets assumed for _PyInterpreterFrame (3.11+), or None."},
     {"tid_fix_available", tid_fix_available, METH_NOARGS,
+     "tid_fix_available($module)\n--\n\n"
      "True if raw clones can set the child's TID in its thread descriptor."},
     {NULL, NULL, 0, NULL},
 };

@@ -4,11 +4,18 @@
  * so that a backtrace shows at once that the child was running):
  *
  * Fork mode (no CLONE_VM), until PyOS_AfterFork_Child() has run: only
- * async-signal-safe calls.  After a raw clone in a process that had other
- * threads, locks those threads held (malloc arenas, stdio) stay locked in the
- * child, so the same rule is what keeps us out of them.  No allocation, no
- * Python.  Failures are reported as (stage, errno) through a close-on-exec
- * pipe, then the child leaves with _exit().
+ * async-signal-safe calls (unshare, sigaction, close, write, a raw clone),
+ * no allocation, no Python.  Failures are reported as (stage, errno)
+ * through a close-on-exec pipe, then the child leaves with _exit().  That
+ * rule keeps pyclone's own steps out of any lock, but it cannot make the
+ * rest safe: PyOS_AfterFork_Child() allocates and takes locks, and so does
+ * every bytecode after it.  After a raw clone in a process that had other
+ * threads, a lock one of them held (a malloc arena, stdio) stays locked in
+ * the child forever, and the child can deadlock right there - the hazard
+ * for which CPython warns about os.fork() in threaded processes.  So fork
+ * mode goes through glibc's fork(), which takes those locks around the
+ * system call, whenever the request allows it, and warns before the raw
+ * clones that remain (_core.fork_method in the Python layer).
  *
  * Thread mode (CLONE_VM, concurrent): the child runs on a host pthread's
  * TLS (host.c), lent while the host is parked with raw system calls and
@@ -227,7 +234,9 @@ child_after_fork(const struct fork_child_plan *plan)
     }
 
     /* From here on this is a process of its own with one thread: make the
-     * interpreter consistent before any bytecode runs (os.fork's order). */
+     * interpreter consistent before any bytecode runs (os.fork's order).
+     * After glibc's fork() malloc and stdio are consistent; after a raw
+     * clone in a threaded process they may not be (see the top of file). */
     PyOS_AfterFork_Child();
     (void)pthread_sigmask(SIG_SETMASK, plan->mask, NULL);
     int status = child_call_target(plan->plan);
