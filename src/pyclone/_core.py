@@ -244,7 +244,7 @@ def clone(fn: Callable[..., Any], flags: int = SIGCHLD,
     """Run ``fn(*args, **kwargs)`` in a new task made by clone(2); return its pid.
 
     ``flags`` holds ``CLONE_*`` bits ORed with the exit signal in the low
-    byte, as in C.  The mode follows from the flags (DESIGN.md):
+    byte, as in C.  The mode follows from the flags:
 
     * no ``CLONE_VM`` - **fork mode**: the child runs in a copy of the
       interpreter, like ``os.fork()`` (``os.register_at_fork`` hooks run).

@@ -1,6 +1,6 @@
-"""What runs in the child around the user's callable: the exit rules of
-DESIGN.md.  It never calls exit() or PyErr_Print on SystemExit: in a child
-that shares the interpreter that would finalise the parent's."""
+"""What runs in the child around the user's callable: the exit-status rules
+(the README's table).  It never calls exit() or PyErr_Print on SystemExit:
+in a child that shares the interpreter that would finalise the parent's."""
 import sys
 # The C half of the signal module: signal.py builds its enums with enum at
 # import, which would cost more than the rest of `import pyclone`.

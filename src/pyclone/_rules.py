@@ -29,33 +29,37 @@ CARVE_MIN_DEFAULT = 1024 * 1024
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _MAX_SIGNAL = 64          # SIGRTMAX on Linux; the legacy call accepts up to 255
 
-#: (bad combination, rule) pairs the kernel answers with EINVAL (clone(2)).
-_KERNEL_RULES = (
-    (lambda b: b & F.CLONE_SIGHAND and not b & F.CLONE_VM,
+#: (flag, what it needs, rule): the kernel answers EINVAL without the second.
+_REQUIRES = (
+    (F.CLONE_SIGHAND, F.CLONE_VM,
      "CLONE_SIGHAND requires CLONE_VM: a shared handler table would point at "
      "handlers in another address space. Add CLONE_VM or drop CLONE_SIGHAND."),
-    (lambda b: b & F.CLONE_THREAD and not b & F.CLONE_SIGHAND,
+    (F.CLONE_THREAD, F.CLONE_SIGHAND,
      "CLONE_THREAD requires CLONE_SIGHAND (and so CLONE_VM): the threads of a "
      "group share their signal handlers."),
-    (lambda b: b & F.CLONE_NEWNS and b & F.CLONE_FS,
+)
+#: (flags, flag, rule): any of the first with the second is refused (EINVAL
+#: from the kernel, but for the last).
+_EXCLUSIVE = (
+    (F.CLONE_NEWNS, F.CLONE_FS,
      "CLONE_NEWNS cannot be combined with CLONE_FS: a task in a new mount "
      "namespace cannot share root and cwd with one outside it."),
-    (lambda b: b & F.CLONE_NEWUSER and b & F.CLONE_FS,
+    (F.CLONE_NEWUSER, F.CLONE_FS,
      "CLONE_NEWUSER cannot be combined with CLONE_FS: filesystem information "
      "cannot be shared across user namespaces."),
-    (lambda b: b & (F.CLONE_NEWUSER | F.CLONE_NEWPID) and b & F.CLONE_THREAD,
+    (F.CLONE_NEWUSER | F.CLONE_NEWPID, F.CLONE_THREAD,
      "CLONE_NEWUSER and CLONE_NEWPID cannot be combined with CLONE_THREAD: a "
      "thread group lives in one user and one PID namespace."),
-    (lambda b: b & F.CLONE_NEWIPC and b & F.CLONE_SYSVSEM,
+    (F.CLONE_NEWIPC, F.CLONE_SYSVSEM,
      "CLONE_NEWIPC cannot be combined with CLONE_SYSVSEM: semaphore undo lists "
      "cannot be shared across IPC namespaces."),
-    (lambda b: b & F.CLONE_CLEAR_SIGHAND and b & F.CLONE_SIGHAND,
+    (F.CLONE_CLEAR_SIGHAND, F.CLONE_SIGHAND,
      "CLONE_CLEAR_SIGHAND cannot be combined with CLONE_SIGHAND: a shared "
      "handler table cannot be reset for the child alone."),
-    (lambda b: b & F.CLONE_INTO_CGROUP and b & F.CLONE_THREAD,
+    (F.CLONE_INTO_CGROUP, F.CLONE_THREAD,
      "CLONE_INTO_CGROUP (cgroup=) cannot be combined with CLONE_THREAD: the "
      "threads of a process live in one cgroup."),
-    (lambda b: b & F.CLONE_PIDFD and b & F.CLONE_THREAD,
+    (F.CLONE_PIDFD, F.CLONE_THREAD,
      "CLONE_PIDFD cannot be combined with CLONE_THREAD: pidfds refer to "
      "thread-group leaders."),
     # Not the kernel's rule but a trap it sets: when the init of a PID
@@ -63,7 +67,7 @@ _KERNEL_RULES = (
     # handler table - shared with the parent - and from then on the kernel
     # reaps every child of the parent itself (waitpid fails, Popen.wait()
     # reports 0) while signal.getsignal() still says SIG_DFL.
-    (lambda b: b & F.CLONE_NEWPID and b & F.CLONE_SIGHAND,
+    (F.CLONE_NEWPID, F.CLONE_SIGHAND,
      "CLONE_NEWPID cannot be combined with CLONE_SIGHAND: the child is the init "
      "of its PID namespace, and when it exits the kernel sets SIGCHLD to "
      "SIG_IGN in its signal handler table, which the parent would share; every "
@@ -83,7 +87,7 @@ _HARMLESS_BY_DEFAULT = frozenset((17, 18, 23, 28))    # CHLD, CONT, URG, WINCH
 
 
 def mode_of(bits):
-    """The execution mode the flags select (DESIGN.md): fork, borrowed, thread."""
+    """The execution mode the flags select: fork, borrowed, thread (README)."""
     if not bits & F.CLONE_VM:
         return "fork"
     if bits & F.CLONE_VFORK:
@@ -228,8 +232,11 @@ def _check_flag_bits(bits, api):
         if bits & F.CLONE_INTO_CGROUP:
             raise ValueError("CLONE_INTO_CGROUP needs a cgroup directory: use "
                              "pyclone.clone3(fn, cgroup=PATH_OR_FD)")
-    for broken, rule in _KERNEL_RULES:
-        if broken(bits):
+    for flag, needed, rule in _REQUIRES:
+        if bits & flag and not bits & needed:
+            raise ValueError(rule)
+    for flags, flag, rule in _EXCLUSIVE:
+        if bits & flags and bits & flag:
             raise ValueError(rule)
 
 

@@ -1,5 +1,6 @@
 /* tstate.h - thread states for CLONE_VM children, and the GIL takeover
- * when a child is gone (DESIGN.md, "The three execution modes"). */
+ * when a child is gone (docs/design.md, "The rules that keep the parent
+ * alive"). */
 #ifndef PYCLONE_TSTATE_H
 #define PYCLONE_TSTATE_H
 
