@@ -22,6 +22,10 @@ setup(
             # on (tests of that path: frame release off, a warning).
             define_macros=([("PYCLONE_PRETEND_UNTESTED", "1")]
                            if os.environ.get("PYCLONE_PRETEND_UNTESTED") == "1" else []),
-        )
+        ),
+        # The C clones the benchmarks compare against (python -m pyclone bench).
+        Extension("pyclone._baseline", sources=["benchmarks/baseline.c"],
+                  extra_compile_args=["-std=gnu11", "-O2", "-Wall", "-Wextra",
+                                      "-Wno-unused-parameter"]),
     ],
 )

@@ -3,20 +3,15 @@ against their references, as ratios measured in one run.
 
 Timing: for each pair (method, reference) the two run in interleaved rounds
 (A, B, A, B, ...), each round a batch of children; the table gives the median
-per-child time of each and their ratio.  The C baseline is built from
-benchmarks/baseline.c with the system's C compiler (found in the current
-directory's benchmarks/ or $PYCLONE_BENCHMARKS).
+per-child time of each and their ratio.  The C baseline is the module
+pyclone._baseline, built with pyclone from benchmarks/baseline.c.
 """
-import ctypes
 import json
 import os
 import platform
-import shutil
 import signal
 import statistics
 import subprocess
-import sysconfig
-import tempfile
 import threading
 import time
 
@@ -33,17 +28,12 @@ def _noop():
 
 
 def load_baseline():
-    """The C baseline library, compiled now; None if no source or compiler."""
-    here = os.environ.get("PYCLONE_BENCHMARKS") or os.path.join(os.getcwd(), "benchmarks")
-    src = os.path.join(here, "baseline.c")
-    cc = shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]) or shutil.which("cc")
-    if not os.path.exists(src) or cc is None:
+    """The C baseline module (built with pyclone); None where it is missing."""
+    try:
+        from . import _baseline
+    except ImportError:
         return None
-    out = os.path.join(tempfile.mkdtemp(prefix="pyclone-bench-"), "baseline.so")
-    subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", out, src], check=True)
-    lib = ctypes.CDLL(out)
-    lib.baseline_spawn.argtypes = [ctypes.c_char_p]
-    return lib
+    return _baseline
 
 
 def methods(lib):
@@ -98,8 +88,9 @@ def methods(lib):
         "spawn: os.posix_spawn": spawn_posix,
     }
     if lib is not None:
-        table["C clone(VM|VFORK)"] = lambda: lib.baseline_borrowed()
-        table["C fork"] = lambda: lib.baseline_fork()
+        table["C clone(VM|VFORK)"] = lib.borrowed
+        table["C clone(VM|FS|FILES|SIGHAND)"] = lib.thread
+        table["C fork"] = lib.fork
     return table
 
 
@@ -110,6 +101,7 @@ PAIRS = [
     ("borrowed mode", "C clone(VM|VFORK)"),
     ("borrowed mode", "os.fork"),
     ("thread mode", "threading.Thread"),
+    ("thread mode", "C clone(VM|FS|FILES|SIGHAND)"),
     ("spawn: borrowed+execv", "spawn: os.posix_spawn"),
     ("spawn: borrowed+execv", "spawn: subprocess.run"),
 ]
@@ -223,12 +215,12 @@ def print_table(report):
     print(f"pyclone bench: CPython {m['python']}, Linux {m['kernel']}, {m['cpus']} CPUs, "
           f"{m['date']}; medians of interleaved rounds, microseconds per child "
           "(ping-pong: per round trip)\n")
-    print(f"{'RSS+':>6}  {'method':<40}{'us':>9}   {'reference':<26}{'us':>9}  {'ratio':>6}")
+    print(f"{'RSS+':>6}  {'method':<40}{'us':>9}   {'reference':<30}{'us':>9}  {'ratio':>6}")
     for r in report["results"]:
         print(f"{r['rss_extra_mib']:>5}M  {r['method']:<40}{r['method_us']:>9.1f}   "
-              f"{r['reference']:<26}{r['reference_us']:>9.1f}  {r['ratio']:>6.3f}")
+              f"{r['reference']:<30}{r['reference_us']:>9.1f}  {r['ratio']:>6.3f}")
     if not m["c_baseline"]:
-        print("\n(no C baseline: run from the repository root, or set PYCLONE_BENCHMARKS)")
+        print("\n(no C baseline: this build of pyclone lacks pyclone._baseline)")
 
 
 def plot(report, path):
