@@ -1,12 +1,13 @@
 # make demo  - create .venv, build pyclone, run the demonstration
 # make test  - create .venv, build pyclone with its test extras, run the tests
 # make bench - create .venv, build pyclone, run the benchmark table
+# make dist  - the sdist and manylinux wheels in dist/, checked
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench venv install install-test clean
+.PHONY: demo test bench dist venv install install-test clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,5 +33,9 @@ test: install-test
 bench: install
 	$(PY) -m pyclone bench
 
+# sdist + a manylinux wheel per CPython on this machine, checked (.ci/dist)
+dist:
+	bash .ci/dist
+
 clean:
-	rm -rf $(VENV) .venv-* build src/*.egg-info
+	rm -rf $(VENV) .venv-* build dist src/*.egg-info

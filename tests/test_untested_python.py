@@ -53,7 +53,10 @@ def untested_build(tmp_path_factory):
     shutil.copytree(SRC, pkg, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
     cc = (sysconfig.get_config_var("CC") or "cc").split()
     ext = sysconfig.get_config_var("EXT_SUFFIX")
+    version = {}
+    exec(open(os.path.join(SRC, "_version.py")).read(), version)
     subprocess.run(cc + ["-shared", "-fPIC", "-std=gnu11", "-O1", "-DPYCLONE_PRETEND_UNTESTED=1",
+                         f'-DPYCLONE_VERSION="{version["__version__"]}"',
                          f"-I{sysconfig.get_paths()['include']}",
                          str(pkg / "_clonemodule.c"), *sorted(glob.glob(str(pkg / "_c" / "*.c"))),
                          "-ldl", "-lm",

@@ -8,6 +8,7 @@ from ._core import clone, terminate, wait4, waitpid
 from ._exit import Terminated
 from ._rules import DEFAULT_STACK_SIZE, MIN_STACK_SIZE
 from .flags import CSIGNAL, FLAG_VALUES as _FLAG_VALUES, WALL, WCLONE, WNOTHREAD
+from ._version import __version__
 
 # `import pyclone` loads only what clone() needs (a few milliseconds); the
 # rest is imported at its first use: Child needs pickle, select and
@@ -69,4 +70,3 @@ __all__ = ["clone", "clone3", "CloneResult", "Child", "ChildError", "run", "wait
            "CLONE_CLEAR_SIGHAND",
            "CLONE_INTO_CGROUP",
            ]
-__version__ = "0.1.0"

@@ -8,6 +8,8 @@ _Plan = Tuple[Callable[..., Any], Tuple[Any, ...], Dict[str, Any],
 _Extras = Optional[Tuple[bool, int, Tuple[int, ...]]]
 _Started = Union[int, Tuple[int, int]]
 
+VERSION: str
+MAX_SET_TID: int
 FORK_RAW: int
 FORK_LIBC: int
 FORK_LIBC_INTERMEDIATE: int

@@ -13,6 +13,11 @@
 #define _GNU_SOURCE
 #include "_c/compat.h"
 
+#ifndef PYCLONE_VERSION
+#  define PYCLONE_VERSION "unknown"       /* built without setup.py */
+#endif
+
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <gnu/libc-version.h>
@@ -761,17 +766,21 @@ sem_sysv_getval(PyObject *module, PyObject *args)
 
 /* ---- introspection ---------------------------------------------------- */
 
+/* glibc >= 2.32 keeps __libc_single_threaded at 1 until the first thread is
+ * created (and never sets it back): "true" is certain, "false" means "look".
+ * Found at run time, so that a build against an older glibc (a manylinux
+ * wheel) still uses it where the running glibc has it. */
+static const char *libc_single_threaded;
+static int libc_single_threaded_looked;
+
 static PyObject *
 process_single_threaded(PyObject *module, PyObject *unused)
 {
-    /* glibc >= 2.32 keeps this 1 until the first thread is created (and
-     * never sets it back): "true" is certain, "false" means "look". */
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 32)
-    extern char __libc_single_threaded;
-    return PyBool_FromLong(__libc_single_threaded != 0);
-#else
-    Py_RETURN_FALSE;
-#endif
+    if (!libc_single_threaded_looked) {
+        libc_single_threaded = dlsym(RTLD_DEFAULT, "__libc_single_threaded");
+        libc_single_threaded_looked = 1;
+    }
+    return PyBool_FromLong(libc_single_threaded != NULL && *libc_single_threaded != 0);
 }
 
 static PyObject *
@@ -949,6 +958,7 @@ clone_exec(PyObject *module)
         || PyModule_AddIntConstant(module, "HAVE_CLONE3_VM", RAWCLONE_HAVE_CLONE3_VM) < 0
         || PyModule_AddIntConstant(module, "FRAMES_KNOWN", frames_known()) < 0
         || PyModule_AddIntConstant(module, "NEWEST_TESTED_HEX", PYCLONE_NEWEST_TESTED_HEX) < 0
+        || PyModule_AddStringConstant(module, "VERSION", PYCLONE_VERSION) < 0
         || PyModule_AddIntConstant(module, "MAX_SET_TID", MAX_SET_TID) < 0
         || PyModule_AddIntConstant(module, "CPYTHON_MIN_STACK", (long)cstack_min_size()) < 0) {
         return -1;

@@ -17,7 +17,15 @@ TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
 from . import _clone, _exit, _rules
 from ._cgroup import open_cgroup
 from ._rules import F
+from ._version import __version__
 from .flags import WALL
+
+if _clone.VERSION != __version__:
+    # As psutil does: a C core of another build must not run Python code it
+    # was not written for.
+    raise ImportError(f"pyclone's C core {_clone.__file__} is version {_clone.VERSION}, but "
+                      f"its Python package is {__version__}: a stale build was left behind; "
+                      "reinstall pyclone-linux (pip install --force-reinstall pyclone-linux)")
 
 if TYPE_CHECKING:
     import resource

@@ -7,6 +7,8 @@ and borrowed ones.  Built on pyclone's eventfd semaphores: a write lock and a
 read lock keep several producers and consumers from interleaving frames,
 ``items`` counts the messages, ``slots`` bounds them when ``maxsize > 0``.
 """
+from __future__ import annotations
+
 import fcntl
 import os
 import pickle
@@ -16,6 +18,10 @@ import weakref
 
 from . import _rules
 from .sync import Semaphore, _check_timeout
+
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 __all__ = ["Queue"]
 
@@ -49,7 +55,7 @@ class Queue:
     the middle of a frame.
     """
 
-    def __init__(self, maxsize=0):
+    def __init__(self, maxsize: int = 0) -> None:
         maxsize = _rules.check_int(maxsize, "maxsize", bool_ok=False)
         if maxsize < 0:
             raise ValueError(f"maxsize must be >= 0, not {maxsize}")
@@ -89,7 +95,7 @@ class Queue:
 
     # -- the API -----------------------------------------------------------
 
-    def put(self, obj, block=True, timeout=None):
+    def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
         """Send ``obj``; raise ``queue.Full`` if ``maxsize`` messages are
         waiting and none is taken in time."""
         self._check_open()
@@ -103,7 +109,7 @@ class Queue:
             self._items.release()
             self._write_all(_HEADER.pack(len(payload)) + payload)
 
-    def get(self, block=True, timeout=None):
+    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         """Receive the next object; raise ``queue.Empty`` if none comes in time."""
         self._check_open()
         wait = _check_timeout(block, timeout)
@@ -116,22 +122,22 @@ class Queue:
             self._slots.release()
         return pickle.loads(payload)
 
-    def put_nowait(self, obj):
+    def put_nowait(self, obj: Any) -> None:
         return self.put(obj, block=False)
 
-    def get_nowait(self):
+    def get_nowait(self) -> Any:
         return self.get(block=False)
 
-    def qsize(self):
+    def qsize(self) -> int:
         """Messages waiting (a snapshot: others may be taking them).  Only
         reads the count: a concurrent get_nowait() elsewhere is unaffected."""
         self._check_open()
         return self._items._value()
 
-    def empty(self):
+    def empty(self) -> bool:
         return self.qsize() == 0
 
-    def close(self):
+    def close(self) -> None:
         """Close this task's ends of the pipe and its semaphores (idempotent)."""
         if self._closed:
             return
@@ -141,8 +147,8 @@ class Queue:
             if sem is not None:
                 sem.close()
 
-    def __enter__(self):
+    def __enter__(self) -> "Queue":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -7,6 +7,8 @@ mode (the fd is inherited by fork-mode children and shared under ``CLONE_VM``
 or ``CLONE_FILES``), or with ``robust=True`` a System V semaphore whose
 permits the kernel gives back when a holder dies (``SEM_UNDO``).
 """
+from __future__ import annotations
+
 import atexit
 import errno
 import io
@@ -18,6 +20,10 @@ import threading
 import weakref
 
 from . import _clone, _rules
+
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Optional
 
 __all__ = ["Semaphore", "RecursiveSemaphore"]
 
@@ -72,7 +78,7 @@ class Semaphore:
     creating process closes it or exits normally.
     """
 
-    def __init__(self, value=1, *, robust=False):
+    def __init__(self, value: int = 1, *, robust: bool = False) -> None:
         value = _rules.check_int(value, "value", bool_ok=False)
         limit = SYSV_MAX if robust else EVENTFD_MAX
         if not 0 <= value <= limit:
@@ -104,14 +110,14 @@ class Semaphore:
             raise ValueError("operation on a closed semaphore")
         return self._handle
 
-    def acquire(self, blocking=True, timeout=None):
+    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
         """Take one permit; False if it could not be had in time."""
         wait = _check_timeout(blocking, timeout)
         if self._robust:
             return _clone.sem_sysv_wait(self._live(), wait)
         return _clone.sem_eventfd_wait(self._live(), wait)
 
-    def release(self, n=1):
+    def release(self, n: int = 1) -> None:
         """Give back ``n`` permits (to whichever tasks wait)."""
         n = _rules.check_int(n, "n", bool_ok=False)
         if n < 1:
@@ -131,7 +137,7 @@ class Semaphore:
                                  f"({limit})") from exc
             raise
 
-    def _value(self):
+    def _value(self) -> int:
         """The count now, read without touching it: GETVAL for a System V
         semaphore, the eventfd-count line of /proc/self/fdinfo for an
         eventfd (a snapshot: other tasks may change it at once)."""
@@ -144,29 +150,29 @@ class Semaphore:
                     return int(line.split()[1], 16)
         raise OSError(f"/proc/self/fdinfo/{handle} has no eventfd-count")
 
-    def fileno(self):
+    def fileno(self) -> int:
         """The eventfd: readable while a permit is available."""
         if self._robust:
             raise io.UnsupportedOperation("a robust (System V) semaphore has no file descriptor")
         return self._live()
 
-    def close(self):
+    def close(self) -> None:
         """Release the eventfd or (in its creating process) the semaphore set.
         Closing twice is allowed; anything else after close raises ValueError."""
         self._finalizer()
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return not self._finalizer.alive
 
-    def __enter__(self):
+    def __enter__(self) -> "Semaphore":
         self.acquire()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         kind = "robust" if self._robust else "eventfd"
         state = "closed" if self.closed else f"handle={self._handle}"
         return f"<pyclone.Semaphore {kind} {state}>"
@@ -190,7 +196,7 @@ class RecursiveSemaphore:
 
     _SLOT = struct.Struct("iiq")            # pid, tid, recursion count
 
-    def __init__(self, value=1, *, robust=False):
+    def __init__(self, value: int = 1, *, robust: bool = False) -> None:
         value = _rules.check_int(value, "value", bool_ok=False)
         if not 1 <= value <= 4096:
             raise ValueError(f"value must be 1..4096 holders, not {value}")
@@ -216,7 +222,7 @@ class RecursiveSemaphore:
         except PermissionError:
             return False
 
-    def acquire(self, blocking=True, timeout=None):
+    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
         """Take it (again, if the calling task holds it); False on timeout."""
         task = _task_id()
         with self._table_lock:
@@ -237,7 +243,7 @@ class RecursiveSemaphore:
         self._sem.release()
         raise RuntimeError("RecursiveSemaphore: no free holder slot (inconsistent state)")
 
-    def release(self):
+    def release(self) -> None:
         """Release once; the last release by the holder frees it."""
         task = _task_id()
         with self._table_lock:
@@ -249,14 +255,14 @@ class RecursiveSemaphore:
         if count == 1:
             self._sem.release()
 
-    def close(self):
+    def close(self) -> None:
         self._sem.close()
         self._table_lock.close()
         self._table.close()
 
-    def __enter__(self):
+    def __enter__(self) -> "RecursiveSemaphore":
         self.acquire()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.release()
