@@ -225,10 +225,3 @@ def thread_states():
         t = api.PyThreadState_Next(t)
     return n
 
-
-def plan(fn, args=(), kwargs=None):
-    """What the C core runs in a child (fn, args, kwargs and the two helpers
-    that turn its outcome into an exit status), for tests that call
-    pyclone._core.start() directly, past the argument checks."""
-    from pyclone import _exit
-    return (fn, tuple(args), dict(kwargs or {}), _exit.on_return, _exit.on_exception)

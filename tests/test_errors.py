@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 import pyclone
-from conftest import BORROWED, _anon_rw_mappings, plan, _fds, in_forked_child, reap
+from conftest import BORROWED, _anon_rw_mappings, _fds, in_forked_child, reap, thread_states
 
 P = pyclone
 
@@ -115,8 +115,7 @@ def test_kernel_rules_match_the_kernel():
         if bits & P.CLONE_CLEAR_SIGHAND:
             continue        # a clone3 flag: the legacy call cannot carry it
         with pytest.raises(OSError) as info:
-            _core.start(_rules.mode_of(bits), bits, signal.SIGCHLD, None,
-                        plan(noop))
+            _core.launch(noop, (), None, bits, signal.SIGCHLD, _rules.mode_of(bits), None)
         assert info.value.errno == errno.EINVAL, (hex(bits), info.value)
 
 
@@ -271,21 +270,20 @@ def test_nothing_left_behind_after_errors():
     """Kernel-side failures (EINVAL here) leave no fd, mapping, child or
     thread state behind, in every mode."""
     from pyclone import _core
-    from test_borrowed_mode import thread_states
     # A borrowed clone leaves its caller one idle thread state (reused):
     # take the baseline after one.
     assert reap(P.clone(noop, P.CLONE_VM | P.CLONE_VFORK | signal.SIGCHLD)) == 0
     fds, maps, states = _fds(), _anon_rw_mappings(), thread_states()
     for _ in range(50):
         with pytest.raises(OSError):
-            _core.start("thread", P.CLONE_VM | P.CLONE_NEWNS | P.CLONE_FS, signal.SIGCHLD,
-                        None, plan(noop))
+            _core.launch(noop, (), None, P.CLONE_VM | P.CLONE_NEWNS | P.CLONE_FS,
+                         signal.SIGCHLD, "thread", None)
         with pytest.raises(OSError):
-            _core.start("fork", P.CLONE_NEWNS | P.CLONE_FS, signal.SIGCHLD, None,
-                        plan(noop))
+            _core.launch(noop, (), None, P.CLONE_NEWNS | P.CLONE_FS, signal.SIGCHLD, "fork",
+                         None)
         with pytest.raises(OSError):
-            _core.start("borrowed", P.CLONE_VM | P.CLONE_VFORK | P.CLONE_NEWNS | P.CLONE_FS,
-                        signal.SIGCHLD, 1 << 24, plan(noop))
+            _core.launch(noop, (), None, P.CLONE_VM | P.CLONE_VFORK | P.CLONE_NEWNS | P.CLONE_FS,
+                         signal.SIGCHLD, "borrowed", 1 << 24)
     assert _fds() == fds
     assert _anon_rw_mappings() == maps
     assert thread_states() <= states    # idle hosts may have left meanwhile

@@ -54,7 +54,7 @@ class ChildRequest:
         self.want_pidfd = bool(pidfd) and not bits & F.CLONE_THREAD and pidfds_work()
         self.cgroup = check_cgroup(cgroup)
         if self.cgroup is not None:
-            _rules.check_flag_bits(bits | F.CLONE_INTO_CGROUP, "clone3")
+            _rules.check_clone3_bits(bits | F.CLONE_INTO_CGROUP)
         self.uid_map = check_id_map(uid_map, "uid_map")
         self.gid_map = check_id_map(gid_map, "gid_map")
         if (self.uid_map or self.gid_map) is not None:

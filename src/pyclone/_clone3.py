@@ -71,7 +71,7 @@ def check_clone3_flags(flags, exit_signal, pidfd, cgroup, set_tid):
     bits &= ~F.CLONE_INTO_CGROUP
     checked = bits | (F.CLONE_PIDFD if want_pidfd else 0)
     checked |= F.CLONE_INTO_CGROUP if cgroup is not None else 0
-    mode = _rules.check_flag_bits(checked, "clone3")
+    mode = _rules.check_clone3_bits(checked)
     if sig and sig != SIGCHLD:
         _rules.check_exit_signal_handled(sig, bits)
     if mode != "fork" and not _clone.HAVE_CLONE3_VM:

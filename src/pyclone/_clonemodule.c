@@ -145,10 +145,11 @@ refuse_context(void)
 static int
 check_plan(PyObject *plan)
 {
-    if (PyTuple_GET_SIZE(plan) != 5 || !PyTuple_Check(PyTuple_GET_ITEM(plan, 1))
-        || !PyDict_Check(PyTuple_GET_ITEM(plan, 2))) {
-        PyErr_SetString(PyExc_TypeError,
-                        "plan must be (fn, args tuple, kwargs dict, on_return, on_exception)");
+    PyObject *kwargs = PyTuple_GET_SIZE(plan) == 5 ? PyTuple_GET_ITEM(plan, 2) : NULL;
+    if (kwargs == NULL || !PyTuple_Check(PyTuple_GET_ITEM(plan, 1))
+        || (kwargs != Py_None && !PyDict_Check(kwargs))) {
+        PyErr_SetString(PyExc_TypeError, "plan must be (fn, args tuple, kwargs dict or None, "
+                        "on_return, on_exception)");
         return -1;
     }
     return 0;

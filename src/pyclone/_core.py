@@ -175,75 +175,88 @@ def launch(fn, args, kwargs, bits, exit_signal, mode, stack_size, *, audit_flags
     clone3() and Child: raises the audit event before anything else
     happens, opens a cgroup given as a path, calls ``before(fd)`` (a Child
     makes its pipes there; ``fd`` is the cgroup fd opened here, else None),
-    clones, and closes what it opened.  Returns the pid, or (pid, pidfd or
-    -1) when ``want_pidfd`` is not None (the request uses clone3's extras).
+    clones, and closes what it opened.  ``kwargs`` may be None (none).
+    Returns the pid, or (pid, pidfd or -1) when ``want_pidfd`` is not None
+    (the request uses clone3's extras).
     """
     sys.audit("pyclone.clone", bits | exit_signal if audit_flags is None else audit_flags, mode)
     plan = (fn, args, kwargs, _on_return, _on_exception)
-    if want_pidfd is None and cgroup is None and not set_tid and before is None:
-        return start(mode, bits, exit_signal, stack_size, plan, stacklevel + 1)
-    fd, opened = (-1, False) if cgroup is None else open_cgroup(cgroup)
+    extras = None
     try:
-        if before is not None:
-            before(fd if opened else None)
-        return start(mode, bits, exit_signal, stack_size, plan, stacklevel + 1,
-                     extras=(bool(want_pidfd), fd, set_tid))
-    finally:
-        if opened:
-            os.close(fd)
-
-
-def start(mode, bits, exit_signal, stack_size, plan, stacklevel=2, extras=None):
-    """Runs an already checked and audited request; returns the child's pid,
-    or (pid, pidfd or -1) when ``extras`` (want_pidfd, cgroup_fd, set_tid)
-    asks for clone3's features."""
-    try:
-        if mode == "fork":
-            _exit.flush_std_streams()    # never duplicate buffered output
-            if extras is None:
-                method, unshare = fork_method(bits, exit_signal)
-            else:
-                method, unshare = fork_method(bits, exit_signal,
-                                              raw_only=extras[1] >= 0 or bool(extras[2]),
-                                              prefer_raw=extras[0])
-            _warn_threads(method, stacklevel + 1)
-            # Decide everything now: after the fork, every page the parent
-            # touches while the child lives is a copy-on-write fault.
-            warn_after = (method in (_clone.FORK_LIBC, _clone.FORK_LIBC_INTERMEDIATE)
-                          and _WARNS_LIKE_OS_FORK and not _clone.process_single_threaded())
-            count_now = warn_after and not _COUNTS_AFTER_HOOKS
-            pid = _clone.clone_fork(plan, bits, exit_signal,
-                                    _clone.FORK_RAW if method is None else method,
-                                    unshare, extras, count_now)
-            if warn_after:
-                _warn_like_os_fork(_clone.threads_at_fork() if count_now else other_threads(),
-                                   stacklevel + 1)
-            return pid
-        if mode == "borrowed":
-            if bits & F.CLONE_THREAD:
-                raise NotImplementedError(
-                    "CLONE_THREAD with CLONE_VFORK is not supported: a borrowed child "
-                    "leaves with exit_group, which would end the whole thread group; "
-                    "drop CLONE_VFORK (thread mode) and join with pyclone.waitpid(tid)")
-            if _clone.claim_guard():
-                _per_thread.guard = _SpareGuard()
-            if _UNTESTED_INTERNALS:
-                _warn_untested_python(stacklevel + 1)
-            carve_min = max(stack_size or _rules.CARVE_MIN_DEFAULT, _rules.MIN_CHILD_STACK)
-            map_size = max(stack_size or _rules.DEFAULT_STACK_SIZE, _rules.MIN_CHILD_STACK)
-            return _clone.clone_borrowed(plan, bits, exit_signal, carve_min, map_size,
-                                         extras)
-        if _UNTESTED_INTERNALS:
-            _warn_untested_python(stacklevel + 1)
-        return _clone.clone_thread(plan, bits, exit_signal,
-                                   max(stack_size or _rules.DEFAULT_STACK_SIZE,
-                                       _rules.MIN_CHILD_STACK), extras)
+        if want_pidfd is None and cgroup is None and not set_tid and before is None:
+            return _STARTS[mode](bits, exit_signal, stack_size, plan, stacklevel + 1, None)
+        fd, opened = (-1, False) if cgroup is None else open_cgroup(cgroup)
+        try:
+            if before is not None:
+                before(fd if opened else None)
+            extras = (bool(want_pidfd), fd, set_tid)
+            return _STARTS[mode](bits, exit_signal, stack_size, plan, stacklevel + 1, extras)
+        finally:
+            if opened:
+                os.close(fd)
     except OSError as exc:
         from . import _errors       # only a refused clone needs the hints
         new = _errors.translate(exc, bits, extras)
         if new is exc:
             raise
         raise new from exc
+
+
+# The modes' entry points: (bits, exit_signal, stack_size or None, plan,
+# stacklevel, extras or None) -> pid, or (pid, pidfd or -1) with extras.
+
+def _start_fork(bits, exit_signal, stack_size, plan, stacklevel, extras):
+    _exit.flush_std_streams()    # never duplicate buffered output
+    if extras is None:
+        method, unshare = fork_method(bits, exit_signal)
+    else:
+        method, unshare = fork_method(bits, exit_signal,
+                                      raw_only=extras[1] >= 0 or bool(extras[2]),
+                                      prefer_raw=extras[0])
+    _warn_threads(method, stacklevel + 1)
+    # Decide everything now: after the fork, every page the parent touches
+    # while the child lives is a copy-on-write fault.
+    warn_after = (method in (_clone.FORK_LIBC, _clone.FORK_LIBC_INTERMEDIATE)
+                  and _WARNS_LIKE_OS_FORK and not _clone.process_single_threaded())
+    count_now = warn_after and not _COUNTS_AFTER_HOOKS
+    pid = _clone.clone_fork(plan, bits, exit_signal,
+                            _clone.FORK_RAW if method is None else method,
+                            unshare, extras, count_now)
+    if warn_after:
+        _warn_like_os_fork(_clone.threads_at_fork() if count_now else other_threads(),
+                           stacklevel + 1)
+    return pid
+
+
+#: A CLONE_VM child's stack: never less than MIN_CHILD_STACK.  In borrowed
+#: mode (carve, map): carved from the caller's stack when that much is free
+#: there, else a mapping of the second size.
+_DEFAULT_CARVE = max(_rules.CARVE_MIN_DEFAULT, _rules.MIN_CHILD_STACK)
+_DEFAULT_MAP = max(_rules.DEFAULT_STACK_SIZE, _rules.MIN_CHILD_STACK)
+
+
+def _start_borrowed(bits, exit_signal, stack_size, plan, stacklevel, extras):
+    if _claim_guard():
+        _per_thread.guard = _SpareGuard()
+    if _UNTESTED_INTERNALS:
+        _warn_untested_python(stacklevel + 1)
+    if stack_size is None:
+        return _clone_borrowed(plan, bits, exit_signal, _DEFAULT_CARVE, _DEFAULT_MAP, extras)
+    size = max(stack_size, _rules.MIN_CHILD_STACK)
+    return _clone_borrowed(plan, bits, exit_signal, size, size, extras)
+
+
+def _start_thread(bits, exit_signal, stack_size, plan, stacklevel, extras):
+    if _UNTESTED_INTERNALS:
+        _warn_untested_python(stacklevel + 1)
+    size = _DEFAULT_MAP if stack_size is None else max(stack_size, _rules.MIN_CHILD_STACK)
+    return _clone_thread(plan, bits, exit_signal, size, extras)
+
+
+_STARTS = {"fork": _start_fork, "borrowed": _start_borrowed, "thread": _start_thread}
+_claim_guard = _clone.claim_guard
+_clone_borrowed = _clone.clone_borrowed
+_clone_thread = _clone.clone_thread
 
 
 def clone(fn: Callable[..., Any], flags: int = SIGCHLD,
@@ -289,8 +302,6 @@ def clone(fn: Callable[..., Any], flags: int = SIGCHLD,
     size = None if stack_size is None else _rules.check_stack_size(stack_size, mode)
     if type(args) is not tuple or kwargs is not None:
         args, kwargs = _rules.check_call_args(args, kwargs)
-    else:
-        kwargs = {}
     return launch(fn, args, kwargs, bits, exit_signal, mode, size)
 
 

@@ -173,40 +173,39 @@ def _signal_name(sig):
         return f"signal {sig}"
 
 
-#: The verdicts of the checks that do not depend on the moment, by (flags,
-#: api): (bits, exit signal, mode).  For "clone" the key is clone()'s whole
-#: flags word (bits | exit signal); for "clone3" the bits alone.  Only valid
-#: requests are remembered; keyed by the int (IntFlag and Signals values hash
-#: and compare equal to it).
-_verdicts: dict[tuple[int, str], tuple[int, int, str]] = {}
+#: The verdicts of the checks that do not depend on the moment: (bits, exit
+#: signal, mode) by clone()'s whole flags word (bits | exit signal), and the
+#: mode by clone3's bits.  Only valid requests are remembered; keyed by the
+#: int (IntFlag and Signals values hash and compare equal to it).
+_clone_verdicts: dict[int, tuple[int, int, str]] = {}
+_clone3_verdicts: dict[int, str] = {}
 
 
 def check_clone_flags(flags):
     """clone()'s flags word -> (bits, exit signal, mode), every check made."""
     try:
-        verdict = _verdicts.get((flags, "clone"))
+        verdict = _clone_verdicts.get(flags)
     except TypeError:                   # unhashable: certainly not an int
         verdict = None
     if verdict is None:
         bits, exit_signal = split_legacy_flags(flags)
         check_legacy_exit_signal(exit_signal)
         _check_flag_bits(bits, "clone")
-        verdict = _verdicts[(bits | exit_signal, "clone")] = (bits, exit_signal, mode_of(bits))
+        verdict = _clone_verdicts[bits | exit_signal] = (bits, exit_signal, mode_of(bits))
     if verdict[0] & F.CLONE_PARENT:
         _check_parent_allowed()
     return verdict
 
 
-def check_flag_bits(bits, api):
-    """Unknown, managed and kernel-refused bits (signal byte already removed);
-    returns the mode."""
-    verdict = _verdicts.get((bits, api))
-    if verdict is None:
-        _check_flag_bits(bits, api)
-        verdict = _verdicts[(bits, api)] = (bits, 0, mode_of(bits))
+def check_clone3_bits(bits):
+    """clone3's flag bits -> the mode, every check made."""
+    mode = _clone3_verdicts.get(bits)
+    if mode is None:
+        _check_flag_bits(bits, "clone3")
+        mode = _clone3_verdicts[bits] = mode_of(bits)
     if bits & F.CLONE_PARENT:
         _check_parent_allowed()
-    return verdict[2]
+    return mode
 
 
 def _check_parent_allowed():
@@ -238,6 +237,11 @@ def _check_flag_bits(bits, api):
     for flags, flag, rule in _EXCLUSIVE:
         if bits & flags and bits & flag:
             raise ValueError(rule)
+    if bits & F.CLONE_THREAD and bits & F.CLONE_VFORK and bits & F.CLONE_VM:
+        raise NotImplementedError(
+            "CLONE_THREAD with CLONE_VFORK is not supported: a borrowed child leaves with "
+            "exit_group, which would end the whole thread group; drop CLONE_VFORK (thread "
+            "mode) and join with pyclone.waitpid(tid)")
 
 
 def check_stack_size(stack_size, mode):

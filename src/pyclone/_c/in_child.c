@@ -107,7 +107,7 @@ child_take_exception(void)
 int PYCLONE_NOINLINE
 child_call_target(PyObject *plan)
 {
-    /* plan = (fn, args, kwargs, on_return, on_exception), all kept alive by
+    /* plan = (fn, args, kwargs or None, on_return, on_exception), all kept alive by
      * the parent, so borrowed here: if this child execs or _exits inside
      * fn, nothing of ours is left referenced from its abandoned C stack.
      * on_return(result) / on_exception(exc) are pyclone's Python helpers:
@@ -117,7 +117,7 @@ child_call_target(PyObject *plan)
     PyObject *fn = PyTuple_GET_ITEM(plan, 0);
     PyObject *args = PyTuple_GET_ITEM(plan, 1);
     PyObject *kwargs = PyTuple_GET_ITEM(plan, 2);
-    PyObject *res = PyObject_Call(fn, args, kwargs);
+    PyObject *res = PyObject_Call(fn, args, kwargs == Py_None ? NULL : kwargs);
     PyObject *status;
     if (res != NULL) {
         status = PyObject_CallFunctionObjArgs(PyTuple_GET_ITEM(plan, 3), res, NULL);
