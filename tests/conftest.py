@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import threading
+import time
 import traceback
 
 import pytest
@@ -225,3 +226,18 @@ def thread_states():
         t = api.PyThreadState_Next(t)
     return n
 
+
+def wait_for(predicate, timeout=10.0):
+    """Polls ``predicate`` until it holds; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.001)
+
+
+def no_idle_hosts():
+    """Waits until thread mode's idle hosts (each keeping a spare thread
+    state) have left - they do 0.5 s after their last child, at a moment
+    of their own - so that thread states can be counted."""
+    wait_for(lambda: pyclone._clone.parked_hosts() == 0, 10)

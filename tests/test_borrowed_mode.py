@@ -13,7 +13,7 @@ import pytest
 
 import pyclone
 from conftest import (BORROWED, _anon_rw_mappings, kill_at_safe_point, overflow_the_stack,
-                      parent_is_healthy, reap, thread_states)
+                      no_idle_hosts, parent_is_healthy, reap, thread_states)
 
 P = pyclone
 FLAGS = BORROWED
@@ -415,12 +415,12 @@ def test_locals_of_abandoned_frames_are_released(depth):
 def test_threads_that_clone_and_end_leave_no_thread_state_behind():
     def worker():
         assert reap(P.clone(lambda: 0, BORROWED)) == 0
+    no_idle_hosts()
     before = thread_states()
     for _ in range(20):
         t = threading.Thread(target=worker)
         t.start()
         t.join()
-    time.sleep(0.05)
     # Each thread that cloned kept an idle thread state for its next child;
     # it must go when the thread ends.
     assert thread_states() == before

@@ -141,10 +141,23 @@ host_parked_count(void)
     return n;
 }
 
-static struct host *
-pool_take(size_t stack_size)
+/* Idle hosts of every process sharing this memory (changed with host_lock
+ * held, read without it): an upper bound of any one process's count. */
+static int idle_hosts;
+
+static void
+set_idle(struct host *h, int idle)
 {
-    pid_t me = getpid();
+    if (h->idle != idle) {
+        h->idle = idle;
+        __atomic_add_fetch(&idle_hosts, idle ? 1 : -1, __ATOMIC_RELAXED);
+    }
+}
+
+/* An idle host of process `me` with a stack of stack_size bytes, taken. */
+static struct host *
+pool_take(size_t stack_size, pid_t me)
+{
     struct host *found = NULL;
     pthread_mutex_lock(&host_lock);
     for (struct host *h = hosts, *next; h != NULL; h = next) {
@@ -154,11 +167,12 @@ pool_take(size_t stack_size)
         }
         if (syscall(SYS_tgkill, h->tgid, h->tid, 0) != 0) {
             /* Died with its process (an abrupt exit): forget it. */
+            set_idle(h, 0);
             host_unlink(h);
             free(h);
             continue;
         }
-        h->idle = 0;
+        set_idle(h, 0);
         found = h;
         break;
     }
@@ -172,12 +186,15 @@ pool_put(struct host *h)
 {
     int n = 0, ok;
     pthread_mutex_lock(&host_lock);
-    for (struct host *o = hosts; o != NULL; o = o->next) {
-        n += o->idle && o->tgid == h->tgid;
+    if (idle_hosts >= HOST_POOL_MAX) {
+        /* Only then can this process's own count be full: count it. */
+        for (struct host *o = hosts; o != NULL; o = o->next) {
+            n += o->idle && o->tgid == h->tgid;
+        }
     }
     ok = n < HOST_POOL_MAX;
     if (ok) {
-        h->idle = 1;
+        set_idle(h, 1);
     }
     else {
         host_unlink(h);
@@ -194,7 +211,7 @@ pool_leave(struct host *h)
     pthread_mutex_lock(&host_lock);
     if (h->idle) {
         host_unlink(h);
-        h->idle = 0;
+        set_idle(h, 0);
         left = 1;
     }
     pthread_mutex_unlock(&host_lock);
@@ -438,7 +455,7 @@ host_start(struct thread_job *job, int *pidfd)
     vm_register(&job->vm, &job->tid_word);
     registry_add(job);
 
-    struct host *h = pool_take(job->stack_size);
+    struct host *h = pool_take(job->stack_size, job->owner);
     if (h != NULL) {
         h->job = job;
         __atomic_store_n(&h->go, 1, __ATOMIC_SEQ_CST);
@@ -543,10 +560,9 @@ host_wait_settled(pid_t pid)
     pthread_mutex_unlock(&registry_lock);
 }
 
-void
-host_join_all(void)
+static void
+join_all_of(pid_t me)
 {
-    pid_t me = getpid();
     pthread_mutex_lock(&registry_lock);
     for (;;) {
         int running = 0;
@@ -562,6 +578,12 @@ host_join_all(void)
 }
 
 void
+host_join_all(void)
+{
+    join_all_of(getpid());
+}
+
+void
 host_after_fork_child(void)
 {
     /* Only the forking thread exists here: no host, no child of ours. The
@@ -572,6 +594,7 @@ host_after_fork_child(void)
     registry_lock = fresh_mutex;
     registry_cond = fresh_cond;
     hosts = NULL;           /* their memory is leaked in this child, on purpose */
+    idle_hosts = 0;
     registry = NULL;
 }
 
@@ -583,7 +606,7 @@ host_leave_process(void)
     }
     pid_t me = getpid();
     /* 1. Our running thread-mode children: their hosts are our threads. */
-    host_join_all();
+    join_all_of(me);
     /* 2. Our idle hosts: tell them to quit and join them, so that they leave
      * through glibc's own thread exit (its stack list and thread count live
      * in memory we may share with our parent) before we exit. */
@@ -593,7 +616,7 @@ host_leave_process(void)
         for (h = hosts; h != NULL && !(h->tgid == me && h->idle); h = h->next) {
         }
         if (h != NULL) {
-            h->idle = 0;
+            set_idle(h, 0);
             host_unlink(h);
         }
         pthread_mutex_unlock(&host_lock);
