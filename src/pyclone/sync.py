@@ -90,6 +90,11 @@ class Semaphore:
             _sysv_sets[self._handle] = self._creator
         self._finalizer = weakref.finalize(self, Semaphore._free, self._robust,
                                            self._handle, self._creator)
+        # The C calls of this kind, bound once: acquire() and release() are
+        # ping-pong's whole cost, so they look up as little as they can.
+        self._wait = _clone.sem_sysv_wait if robust else _clone.sem_eventfd_wait
+        self._post = _clone.sem_sysv_post if robust else _clone.sem_eventfd_post
+        self._closed = False
 
     @staticmethod
     def _free(robust, handle, creator):
@@ -106,36 +111,41 @@ class Semaphore:
                 pass
 
     def _live(self):
-        if not self._finalizer.alive:
+        if self._closed or not self._finalizer.alive:
             raise ValueError("operation on a closed semaphore")
         return self._handle
 
     def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
         """Take one permit; False if it could not be had in time."""
-        wait = _check_timeout(blocking, timeout)
-        if self._robust:
-            return _clone.sem_sysv_wait(self._live(), wait)
-        return _clone.sem_eventfd_wait(self._live(), wait)
+        if self._closed:
+            raise ValueError("operation on a closed semaphore")
+        if blocking is True and timeout is None:
+            return self._wait(self._handle, -1.0)
+        return self._wait(self._handle, _check_timeout(blocking, timeout))
 
     def release(self, n: int = 1) -> None:
         """Give back ``n`` permits (to whichever tasks wait)."""
-        n = _rules.check_int(n, "n", bool_ok=False)
-        if n < 1:
-            raise ValueError(f"n must be at least 1, not {n}")
-        handle = self._live()
-        limit = SYSV_MAX if self._robust else EVENTFD_MAX
-        if n > limit:
-            raise ValueError(f"cannot release {n} permits: the count is at most {limit}")
+        if self._closed:
+            raise ValueError("operation on a closed semaphore")
+        if type(n) is not int or n != 1:
+            n = self._check_release(n)
         try:
-            if self._robust:
-                _clone.sem_sysv_post(handle, n)
-            else:
-                _clone.sem_eventfd_post(handle, n)
-        except (BlockingIOError, OSError) as exc:
+            self._post(self._handle, n)
+        except OSError as exc:
             if isinstance(exc, BlockingIOError) or exc.errno == errno.ERANGE:
+                limit = SYSV_MAX if self._robust else EVENTFD_MAX
                 raise ValueError(f"releasing {n} would take the count past its maximum "
                                  f"({limit})") from exc
             raise
+
+    def _check_release(self, n):
+        n = _rules.check_int(n, "n", bool_ok=False)
+        if n < 1:
+            raise ValueError(f"n must be at least 1, not {n}")
+        limit = SYSV_MAX if self._robust else EVENTFD_MAX
+        if n > limit:
+            raise ValueError(f"cannot release {n} permits: the count is at most {limit}")
+        return n
 
     def _value(self) -> int:
         """The count now, read without touching it: GETVAL for a System V
@@ -159,11 +169,12 @@ class Semaphore:
     def close(self) -> None:
         """Release the eventfd or (in its creating process) the semaphore set.
         Closing twice is allowed; anything else after close raises ValueError."""
+        self._closed = True
         self._finalizer()
 
     @property
     def closed(self) -> bool:
-        return not self._finalizer.alive
+        return self._closed or not self._finalizer.alive
 
     def __enter__(self) -> "Semaphore":
         self.acquire()
