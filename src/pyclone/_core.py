@@ -12,7 +12,6 @@ import atexit
 import os
 import sys
 from _signal import SIGCHLD, SIGTERM
-TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
 
 from . import _clone, _exit, _rules
 from ._cgroup import open_cgroup
@@ -27,9 +26,11 @@ if _clone.VERSION != __version__:
                       f"its Python package is {__version__}: a stale build was left behind; "
                       "reinstall pyclone-linux (pip install --force-reinstall pyclone-linux)")
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
     import resource
     from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
+
 
 class _SpareGuard:
     """Lives in a threading.local of each thread that made a CLONE_VM child:
