@@ -44,14 +44,15 @@ def threads(seconds, nthreads=8):
         errors = []
         stop = time.monotonic() + seconds
 
-        def work(i):
+        def work(i, flags, stop, done, errors):
             while time.monotonic() < stop:
                 try:
                     one_clone(flags)
                     done[i] += 1
                 except Exception as exc:       # counted, not raised
                     errors.append(repr(exc))
-        ts = [threading.Thread(target=work, args=(i,)) for i in range(nthreads)]
+        ts = [threading.Thread(target=work, args=(i, flags, stop, done, errors))
+              for i in range(nthreads)]
         import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)   # fork with threads

@@ -8,7 +8,7 @@ from ._core import clone, terminate, wait4, waitpid
 from ._exit import Terminated
 from ._rules import DEFAULT_STACK_SIZE, MIN_STACK_SIZE
 from .flags import CSIGNAL, FLAG_VALUES as _FLAG_VALUES, WALL, WCLONE, WNOTHREAD
-from ._version import __version__
+from ._version import __version__ as __version__
 
 # `import pyclone` loads only what clone() needs (a few milliseconds); the
 # rest is imported at its first use: Child needs pickle, select and

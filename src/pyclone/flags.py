@@ -11,7 +11,7 @@ and ``clone()`` needs only the numbers.  ``CloneFlags`` is built from the
 constants below the first time it is looked up.
 """
 
-__all__ = ["CloneFlags", "CSIGNAL", "WALL", "WCLONE", "WNOTHREAD",
+__all__ = ["CloneFlags", "CSIGNAL",  # noqa: F822 - CloneFlags: built by __getattr__ "WALL", "WCLONE", "WNOTHREAD",
            "MANAGED_FLAGS", "FLAG_VALUES", "KNOWN_FLAGS", "flag_names"]
 
 #: The low byte of ``clone()``'s flags: the signal sent to the parent when
