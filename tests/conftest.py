@@ -238,6 +238,9 @@ def wait_for(predicate, timeout=10.0):
 
 def no_idle_hosts():
     """Waits until thread mode's idle hosts (each keeping a spare thread
-    state) have left - they do 0.5 s after their last child, at a moment
-    of their own - so that thread states can be counted."""
-    wait_for(lambda: pyclone._clone.parked_hosts() == 0, 10)
+    state) are gone - they leave 0.5 s after their last child, at a moment
+    of their own, and delete their spare (with the GIL) after they left the
+    pool - so that thread states can be counted: no host parked, and no OS
+    thread left that is not a Python thread (hosts are not)."""
+    wait_for(lambda: pyclone._clone.parked_hosts() == 0
+             and len(os.listdir("/proc/self/task")) == threading.active_count(), 10)
