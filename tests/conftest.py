@@ -244,3 +244,15 @@ def no_idle_hosts():
     thread left that is not a Python thread (hosts are not)."""
     wait_for(lambda: pyclone._clone.parked_hosts() == 0
              and len(os.listdir("/proc/self/task")) == threading.active_count(), 10)
+
+
+def wait_single_threaded():
+    """Waits until this process has no thread but the caller (Thread.join()
+    returns before the OS thread is gone; idle hosts leave 0.5 s after their
+    last child); names the threads still running if it times out."""
+    try:
+        wait_for(lambda: len(os.listdir("/proc/self/task")) == 1, 10)
+    except AssertionError:
+        names = [open(f"/proc/self/task/{t}/comm").read().strip()
+                 for t in os.listdir("/proc/self/task")]
+        pytest.fail(f"another thread is still running: {names}")

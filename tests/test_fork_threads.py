@@ -10,13 +10,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import warnings
 
 import pytest
 
 import pyclone
-from conftest import needs_root, reap
+from conftest import needs_root, reap, wait_single_threaded
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "fork_with_threads.py")
 
@@ -68,16 +67,6 @@ def test_fork_path_with_threads_warns_like_os_fork(busy_thread):
     else:
         assert deprecations == []          # os.fork() warns from 3.12 on
     assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
-
-
-def wait_single_threaded():
-    """Thread.join() returns before the OS thread is gone: wait for it."""
-    for _ in range(500):
-        if len(os.listdir("/proc/self/task")) == 1:
-            return
-        time.sleep(0.01)
-    names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
-    pytest.fail(f"another thread is still running: {names}")
 
 
 # pytest-timeout's thread method is a thread of its own: not here.

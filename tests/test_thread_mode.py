@@ -16,7 +16,7 @@ import pytest
 
 import pyclone
 from conftest import (kill_at_safe_point, overflow_the_stack, parent_is_healthy, reap,
-                      no_idle_hosts, thread_states, wait_for)
+                      no_idle_hosts, thread_states, wait_for, wait_single_threaded)
 
 P = pyclone
 THREAD = P.CLONE_VM | signal.SIGCHLD
@@ -411,7 +411,7 @@ def test_hosts_are_pooled_and_then_leave():
         assert reap(P.clone(lambda: 0, THREAD)) == 0
     assert pyclone._clone.parked_hosts() >= 1
     # Idle hosts exit after 0.5 s: the process is single-threaded again.
-    wait_for(lambda: len(os.listdir("/proc/self/task")) == 1, 10)
+    wait_single_threaded()
     assert pyclone._clone.parked_hosts() == 0
 
 
@@ -419,12 +419,12 @@ def test_hosts_are_pooled_and_then_leave():
 def test_no_thread_states_left_behind():
     """Each pooled host keeps one idle thread state for its next child; it
     goes with the host (after 0.5 s idle).  Nothing else stays."""
-    wait_for(lambda: len(os.listdir("/proc/self/task")) == 1, 10)
+    wait_single_threaded()
     before = thread_states()
     for fn in (lambda: 0, lambda: os._exit(1), lambda: 1 / 0, lambda: 0):
         reap(P.clone(fn, THREAD))
     assert thread_states() <= before + 1           # the host's idle one
-    wait_for(lambda: len(os.listdir("/proc/self/task")) == 1, 10)
+    wait_single_threaded()
     assert thread_states() == before
 
 
