@@ -682,14 +682,25 @@ sem_eventfd(PyObject *module, PyObject *args)
 }
 
 static PyObject *
-sem_eventfd_wait(PyObject *module, PyObject *args)
+sem_eventfd_waiter(PyObject *module, PyObject *args)
 {
     int fd;
-    double timeout;
-    if (!PyArg_ParseTuple(args, "id:sem_eventfd_wait", &fd, &timeout)) {
+    if (!PyArg_ParseTuple(args, "i:sem_eventfd_waiter", &fd)) {
         return NULL;
     }
-    return acquired(sem_eventfd_acquire(fd, timeout), "eventfd read");
+    int ep = sem_eventfd_waiter_new(fd);
+    return ep < 0 ? raise_errno(errno, "epoll") : PyLong_FromLong(ep);
+}
+
+static PyObject *
+sem_eventfd_wait(PyObject *module, PyObject *args)
+{
+    int fd, waiter;
+    double timeout;
+    if (!PyArg_ParseTuple(args, "iid:sem_eventfd_wait", &fd, &waiter, &timeout)) {
+        return NULL;
+    }
+    return acquired(sem_eventfd_acquire(fd, waiter, timeout), "eventfd read");
 }
 
 static PyObject *
@@ -866,10 +877,14 @@ static PyMethodDef clone_methods[] = {
     {"sem_eventfd", sem_eventfd, METH_VARARGS,
      "sem_eventfd($module, value, /)\n--\n\n"
      "An EFD_SEMAPHORE eventfd holding value (non-blocking, close-on-exec)."},
+    {"sem_eventfd_waiter", sem_eventfd_waiter, METH_VARARGS,
+     "sem_eventfd_waiter($module, fd, /)\n--\n\n"
+     "An epoll fd (close-on-exec) watching eventfd fd: blocked waiters sleep\n"
+     "on it, and a release wakes one of them instead of all."},
     {"sem_eventfd_wait", sem_eventfd_wait, METH_VARARGS,
-     "sem_eventfd_wait($module, fd, timeout, /)\n--\n\n"
+     "sem_eventfd_wait($module, fd, waiter, timeout, /)\n--\n\n"
      "Take one permit: True, or False after timeout seconds (< 0: forever,\n"
-     "0: do not wait)."},
+     "0: do not wait).  waiter: sem_eventfd_waiter(fd), or -1 to poll fd."},
     {"sem_eventfd_post", sem_eventfd_post, METH_VARARGS,
      "sem_eventfd_post($module, fd, n, /)\n--\n\n"
      "Add n permits (BlockingIOError when the counter would overflow)."},

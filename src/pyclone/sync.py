@@ -86,18 +86,26 @@ class Semaphore:
         self._robust = bool(robust)
         self._creator = os.getpid()
         self._handle = _clone.sem_sysv(value) if robust else _clone.sem_eventfd(value)
+        # What blocked waiters of an eventfd sleep on: an epoll fd, which
+        # wakes one of them per permit (a poll of the eventfd wakes all).
+        self._waiter = -1
         if robust:
             _sysv_sets[self._handle] = self._creator
+        else:
+            try:
+                self._waiter = _clone.sem_eventfd_waiter(self._handle)
+            except BaseException:
+                os.close(self._handle)
+                raise
         self._finalizer = weakref.finalize(self, Semaphore._free, self._robust,
-                                           self._handle, self._creator)
-        # The C calls of this kind, bound once: acquire() and release() are
+                                           self._handle, self._creator, self._waiter)
+        # The C call of this kind, bound once: acquire() and release() are
         # ping-pong's whole cost, so they look up as little as they can.
-        self._wait = _clone.sem_sysv_wait if robust else _clone.sem_eventfd_wait
         self._post = _clone.sem_sysv_post if robust else _clone.sem_eventfd_post
         self._closed = False
 
     @staticmethod
-    def _free(robust, handle, creator):
+    def _free(robust, handle, creator, waiter=-1):
         if robust:
             if os.getpid() == creator and _sysv_sets.pop(handle, None) is not None:
                 try:
@@ -105,10 +113,11 @@ class Semaphore:
                 except OSError:
                     pass
         else:
-            try:
-                os.close(handle)
-            except OSError:
-                pass
+            for fd in (waiter, handle):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     def _live(self):
         if self._closed or not self._finalizer.alive:
@@ -119,9 +128,10 @@ class Semaphore:
         """Take one permit; False if it could not be had in time."""
         if self._closed:
             raise ValueError("operation on a closed semaphore")
-        if blocking is True and timeout is None:
-            return self._wait(self._handle, -1.0)
-        return self._wait(self._handle, _check_timeout(blocking, timeout))
+        wait = -1.0 if blocking is True and timeout is None else _check_timeout(blocking, timeout)
+        if self._robust:
+            return _clone.sem_sysv_wait(self._handle, wait)
+        return _clone.sem_eventfd_wait(self._handle, self._waiter, wait)
 
     def release(self, n: int = 1) -> None:
         """Give back ``n`` permits (to whichever tasks wait)."""
@@ -167,7 +177,8 @@ class Semaphore:
         return self._live()
 
     def close(self) -> None:
-        """Release the eventfd or (in its creating process) the semaphore set.
+        """Release the eventfd (and the epoll fd its waiters sleep on) or, in
+        its creating process, the semaphore set.
         Closing twice is allowed; anything else after close raises ValueError."""
         self._closed = True
         self._finalizer()

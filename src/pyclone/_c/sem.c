@@ -2,7 +2,8 @@
  *
  * Nothing here lives in private memory, so these work between tasks of any
  * mode, fork-mode children included: an eventfd in EFD_SEMAPHORE mode (the
- * fd is inherited or shared), or a System V semaphore with SEM_UNDO, whose
+ * fd is inherited or shared; waiters sleep on an epoll instance of their
+ * own semaphore's, which wakes one of them per permit), or a System V semaphore with SEM_UNDO, whose
  * permits the kernel gives back when a holder dies.  Waits release the GIL,
  * keep one deadline, and on EINTR run the signal handlers and resume.
  */
@@ -10,9 +11,11 @@
 #include "sem.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ipc.h>
 #include <sys/sem.h>
@@ -92,10 +95,48 @@ sem_eventfd_new(uint64_t value)
 }
 
 int
-sem_eventfd_acquire(int fd, double timeout)
+sem_eventfd_waiter_new(int fd)
 {
-    struct deadline d;
-    deadline_start(&d, timeout);
+    /* One epoll instance per semaphore, shared by every task that has the
+     * fds (inherited, or the same fd table): epoll_wait's sleepers are woken
+     * one at a time, where a release would wake every ppoll() on the eventfd
+     * itself -- with thousands of waiters, thousands of wake-ups per permit.
+     * Level-triggered: a woken waiter that loses the read race sleeps again. */
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) {
+        return -1;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data = {.fd = fd}};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        int err = errno;
+        (void)close(ep);
+        errno = err;
+        return -1;
+    }
+    return ep;
+}
+
+/* Milliseconds for epoll_wait, rounded up (never early: the deadline is
+ * checked again after it), -1 for forever. */
+static int
+wait_ms(struct deadline *d)
+{
+    struct timespec left;
+    if (deadline_left(d, &left) == NULL) {
+        return -1;
+    }
+    double ms = ceil((double)left.tv_sec * 1e3 + (double)left.tv_nsec / 1e6);
+    return ms > (double)INT_MAX ? INT_MAX : (int)ms;
+}
+
+/* Waits without the GIL until a permit is ours (1), the deadline passed
+ * (0), an error (-1, errno set) or a signal (0 and *interrupted: the caller
+ * runs the handlers with the GIL and calls again).  A waiter that loses the
+ * read to another goes back to sleep without touching the GIL, so a
+ * release costs one GIL hand-off, not one per waiter. */
+static int
+eventfd_wait(int fd, int waiter, struct deadline *d, int *interrupted)
+{
     for (;;) {
         uint64_t one;
         ssize_t n = read(fd, &one, sizeof one);
@@ -105,23 +146,57 @@ sem_eventfd_acquire(int fd, double timeout)
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
             return -1;
         }
-        if (timeout == 0 || deadline_passed(&d)) {
+        if (deadline_passed(d)) {
             return 0;
         }
-        struct pollfd p = {fd, POLLIN, 0};
-        struct timespec left;
         int r;
-        Py_BEGIN_ALLOW_THREADS
-        r = ppoll(&p, 1, deadline_left(&d, &left), NULL);
-        Py_END_ALLOW_THREADS
-        if (r < 0 && errno == EINTR) {
-            if (PyErr_CheckSignals() < 0) {
-                return -2;          /* a handler raised: propagate */
-            }
-            continue;
+        if (waiter >= 0) {
+            struct epoll_event ev;
+            r = epoll_wait(waiter, &ev, 1, wait_ms(d));
+        }
+        else {
+            struct pollfd p = {fd, POLLIN, 0};
+            struct timespec left;
+            r = ppoll(&p, 1, deadline_left(d, &left), NULL);
         }
         if (r < 0) {
+            if (errno == EINTR) {
+                *interrupted = 1;
+                return 0;
+            }
             return -1;
+        }
+    }
+}
+
+int
+sem_eventfd_acquire(int fd, int waiter, double timeout)
+{
+    uint64_t one;
+    ssize_t n = read(fd, &one, sizeof one);     /* uncontended: no GIL hand-off */
+    if (n == (ssize_t)sizeof one) {
+        return 1;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        return -1;
+    }
+    if (timeout == 0) {
+        return 0;
+    }
+    struct deadline d;
+    deadline_start(&d, timeout);
+    for (;;) {
+        int r, interrupted = 0, err;
+        Py_BEGIN_ALLOW_THREADS
+        r = eventfd_wait(fd, waiter, &d, &interrupted);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (!interrupted) {
+            errno = err;
+            return r;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return -2;              /* a handler raised: propagate */
         }
     }
 }

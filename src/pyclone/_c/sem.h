@@ -8,7 +8,10 @@
 #include <stdint.h>
 
 int sem_eventfd_new(uint64_t value);
-int sem_eventfd_acquire(int fd, double timeout);
+/* An epoll fd watching eventfd `fd`: what waiters sleep on (sem.c). */
+int sem_eventfd_waiter_new(int fd);
+/* waiter: from sem_eventfd_waiter, or -1 to ppoll the eventfd itself. */
+int sem_eventfd_acquire(int fd, int waiter, double timeout);
 int sem_eventfd_release(int fd, uint64_t n);
 
 int sem_sysv_new(int value);
