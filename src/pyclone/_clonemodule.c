@@ -964,6 +964,7 @@ clone_exec(PyObject *module)
         return -1;
     }
     tstate_init();
+    host_init();
     cstack_init();      /* before CPYTHON_MIN_STACK below */
     (void)rawclone_tid_slot();  /* resolve now, not in a child */
     if (PyModule_AddIntConstant(module, "FORK_RAW", FORK_RAW) < 0

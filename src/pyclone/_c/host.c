@@ -96,36 +96,84 @@ struct host {
     uint32_t go;                /* futex: a job (or quit) is waiting */
     struct thread_job *job;
     int idle;                   /* parked in the pool (host_lock) */
+    struct host **pprev;        /* in the pool, while idle */
     int quit;                   /* being retired: exit, to be joined */
     PyThreadState *spare;       /* a finished child's, reset, for the next one */
     struct host *next;
 };
 
+/* Every operation below is O(1) or bounded by the pool's size: with
+ * thousands of children ending at once, each list walk under a shared lock
+ * is paid by every host and caller that waits for that lock (and a caller
+ * may wait for it holding the GIL). */
 static pthread_mutex_t host_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct host *hosts;      /* every live host of every process sharing memory */
+static struct host *pool;       /* idle hosts of every process sharing memory */
+static int live_hosts;          /* hosts alive, idle or busy (atomic) */
 
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t registry_cond = PTHREAD_COND_INITIALIZER;
-static struct thread_job *registry;
+/* The process whose memory this is (set at import and after a fork), and how
+ * many jobs and hosts belong to other processes sharing it (CLONE_VM child
+ * processes that use thread mode themselves).  While that count is 0, no
+ * child process has anything to join or retire when it exits: it can skip
+ * the locks (and the GIL hand-off) of host_leave_process. */
+static pid_t home;
+static int foreign;
 
 static void
-host_unlink(struct host *h)     /* host_lock held */
+count_owner(pid_t owner, int delta)
 {
-    for (struct host **p = &hosts; *p != NULL; p = &(*p)->next) {
-        if (*p == h) {
-            *p = h->next;
-            return;
-        }
+    if (owner != home) {
+        __atomic_add_fetch(&foreign, delta, __ATOMIC_SEQ_CST);
+    }
+}
+
+static void
+job_free(struct thread_job *job)
+{
+    count_owner(job->owner, -1);
+    PyMem_RawFree(job);
+}
+
+static void
+host_free(struct host *h)
+{
+    count_owner(h->tgid, -1);
+    __atomic_sub_fetch(&live_hosts, 1, __ATOMIC_SEQ_CST);
+    free(h);
+}
+
+void
+host_init(void)
+{
+    if (home == 0) {
+        home = getpid();        /* the first import in this memory */
     }
 }
 
 int
+host_owns_nothing(pid_t me)
+{
+    return me != home && __atomic_load_n(&foreign, __ATOMIC_SEQ_CST) == 0;
+}
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t registry_cond = PTHREAD_COND_INITIALIZER;
+static struct thread_job *registry;     /* every job not yet forgotten */
+
+/* Jobs whose caller has read the pid, by pid (registry_lock); jobs not yet
+ * seen are found by a walk of the registry, which only they make necessary
+ * (a waitpid(-1) in another thread can reap a child before its caller hears
+ * of it). */
+#define PID_BUCKETS 1024
+static struct thread_job *by_pid[PID_BUCKETS];
+static int unseen;                      /* jobs with caller_seen == 0 */
+
+int
 host_none(void)
 {
-    /* A hint without the locks: both lists empty means no host or
+    /* A hint without the locks: no job and no host means no host or
      * thread-mode child exists in any process sharing this memory. */
     return __atomic_load_n(&registry, __ATOMIC_ACQUIRE) == NULL
-           && __atomic_load_n(&hosts, __ATOMIC_ACQUIRE) == NULL;
+           && __atomic_load_n(&live_hosts, __ATOMIC_ACQUIRE) == 0;
 }
 
 int
@@ -134,8 +182,8 @@ host_parked_count(void)
     pid_t me = getpid();
     int n = 0;
     pthread_mutex_lock(&host_lock);
-    for (struct host *h = hosts; h != NULL; h = h->next) {
-        n += h->idle && h->tgid == me;
+    for (struct host *h = pool; h != NULL; h = h->next) {
+        n += h->tgid == me;
     }
     pthread_mutex_unlock(&host_lock);
     return n;
@@ -145,13 +193,60 @@ host_parked_count(void)
  * held, read without it): an upper bound of any one process's count. */
 static int idle_hosts;
 
+/* Bumped by every take from and return to the pool: an idle host whose
+ * linger ran out leaves only if the pool was quiet all that time, so that
+ * hosts holding spare thread states (whose deletion needs the GIL) leave
+ * after a burst of children, not during it. */
+static unsigned pool_epoch;
+
 static void
-set_idle(struct host *h, int idle)
+pool_link(struct host *h)       /* host_lock held */
 {
-    if (h->idle != idle) {
-        h->idle = idle;
-        __atomic_add_fetch(&idle_hosts, idle ? 1 : -1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&pool_epoch, 1, __ATOMIC_RELAXED);
+    h->idle = 1;
+    h->next = pool;
+    h->pprev = &pool;
+    if (pool != NULL) {
+        pool->pprev = &h->next;
     }
+    pool = h;
+    __atomic_add_fetch(&idle_hosts, 1, __ATOMIC_RELAXED);
+}
+
+static void
+pool_unlink(struct host *h)     /* host_lock held, h idle */
+{
+    __atomic_add_fetch(&pool_epoch, 1, __ATOMIC_RELAXED);
+    *h->pprev = h->next;
+    if (h->next != NULL) {
+        h->next->pprev = h->pprev;
+    }
+    h->idle = 0;
+    __atomic_sub_fetch(&idle_hosts, 1, __ATOMIC_RELAXED);
+}
+
+/* Hosts holding a spare thread state, or about to (claimed by their
+ * finishing child): at most HOST_POOL_MAX, and such a host always parks, so
+ * that no host ever needs the GIL just to delete a spare on its way out
+ * while children are ending -- with thousands ending at once, every extra
+ * turn at the GIL is paid by all of them.  (A host that lingers out idle
+ * deletes its spare, GIL taken, at a quiet moment.) */
+static int spares;
+
+int
+host_claim_spare(void)
+{
+    if (__atomic_add_fetch(&spares, 1, __ATOMIC_SEQ_CST) <= HOST_POOL_MAX) {
+        return 1;
+    }
+    __atomic_sub_fetch(&spares, 1, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+static void
+unclaim_spare(void)
+{
+    __atomic_sub_fetch(&spares, 1, __ATOMIC_SEQ_CST);
 }
 
 /* An idle host of process `me` with a stack of stack_size bytes, taken. */
@@ -160,19 +255,17 @@ pool_take(size_t stack_size, pid_t me)
 {
     struct host *found = NULL;
     pthread_mutex_lock(&host_lock);
-    for (struct host *h = hosts, *next; h != NULL; h = next) {
+    for (struct host *h = pool, *next; h != NULL; h = next) {
         next = h->next;
-        if (!h->idle || h->tgid != me || h->stack_size != stack_size) {
+        if (h->tgid != me || h->stack_size != stack_size) {
             continue;
         }
+        pool_unlink(h);
         if (syscall(SYS_tgkill, h->tgid, h->tid, 0) != 0) {
             /* Died with its process (an abrupt exit): forget it. */
-            set_idle(h, 0);
-            host_unlink(h);
-            free(h);
+            host_free(h);
             continue;
         }
-        set_idle(h, 0);
         found = h;
         break;
     }
@@ -188,16 +281,13 @@ pool_put(struct host *h)
     pthread_mutex_lock(&host_lock);
     if (idle_hosts >= HOST_POOL_MAX) {
         /* Only then can this process's own count be full: count it. */
-        for (struct host *o = hosts; o != NULL; o = o->next) {
-            n += o->idle && o->tgid == h->tgid;
+        for (struct host *o = pool; o != NULL; o = o->next) {
+            n += o->tgid == h->tgid;
         }
     }
-    ok = n < HOST_POOL_MAX;
+    ok = n < HOST_POOL_MAX || h->spare != NULL;   /* a claimed spare always parks */
     if (ok) {
-        set_idle(h, 1);
-    }
-    else {
-        host_unlink(h);
+        pool_link(h);
     }
     pthread_mutex_unlock(&host_lock);
     return ok;
@@ -210,8 +300,7 @@ pool_leave(struct host *h)
     int left = 0;
     pthread_mutex_lock(&host_lock);
     if (h->idle) {
-        host_unlink(h);
-        set_idle(h, 0);
+        pool_unlink(h);
         left = 1;
     }
     pthread_mutex_unlock(&host_lock);
@@ -223,20 +312,76 @@ registry_add(struct thread_job *job)
 {
     pthread_mutex_lock(&registry_lock);
     job->next = registry;
+    job->pprev = &registry;
+    if (registry != NULL) {
+        registry->pprev = &job->next;
+    }
     registry = job;
+    unseen++;
     pthread_mutex_unlock(&registry_lock);
+}
+
+static struct thread_job **
+pid_bucket(pid_t pid)
+{
+    return &by_pid[(unsigned)pid % PID_BUCKETS];
+}
+
+/* The caller has read the pid (registry_lock held): index the job by it. */
+static void
+registry_seen(struct thread_job *job)
+{
+    job->caller_seen = 1;
+    unseen--;
+    if (job->pid > 0) {
+        struct thread_job **b = pid_bucket(job->pid);
+        job->hnext = *b;
+        job->hpprev = b;
+        if (*b != NULL) {
+            (*b)->hpprev = &job->hnext;
+        }
+        *b = job;
+    }
 }
 
 /* Unlinks `job` (registry_lock held). */
 static void
 registry_unlink(struct thread_job *job)
 {
-    for (struct thread_job **p = &registry; *p != NULL; p = &(*p)->next) {
-        if (*p == job) {
-            *p = job->next;
-            return;
+    *job->pprev = job->next;
+    if (job->next != NULL) {
+        job->next->pprev = job->pprev;
+    }
+    if (job->hpprev != NULL) {
+        *job->hpprev = job->hnext;
+        if (job->hnext != NULL) {
+            job->hnext->hpprev = job->hpprev;
+        }
+        job->hpprev = NULL;
+    }
+    else if (!job->caller_seen) {
+        unseen--;
+    }
+}
+
+/* The job of child `pid` that matches `thread` (CLONE_THREAD or not), seen
+ * by its caller or (if `any`) not yet; NULL if none (registry_lock held). */
+static struct thread_job *
+registry_find(pid_t pid, int thread, int any)
+{
+    for (struct thread_job *j = *pid_bucket(pid); j != NULL; j = j->hnext) {
+        if (j->pid == pid && !(j->flags & CLONE_THREAD) == !thread) {
+            return j;
         }
     }
+    if (any && unseen > 0) {
+        for (struct thread_job *j = registry; j != NULL; j = j->next) {
+            if (!j->caller_seen && j->pid == pid && !(j->flags & CLONE_THREAD) == !thread) {
+                return j;
+            }
+        }
+    }
+    return NULL;
 }
 
 /* ---- the host thread -------------------------------------------------- */
@@ -274,7 +419,7 @@ host_announce_done(struct thread_job *job)
     if (!(job->flags & CLONE_THREAD) && job->caller_seen) {
         /* A process: its status is the kernel's to report. */
         registry_unlink(job);
-        PyMem_RawFree(job);
+        job_free(job);
     }
     pthread_cond_broadcast(&registry_cond);
     pthread_mutex_unlock(&registry_lock);
@@ -296,6 +441,7 @@ host_run(struct host *h, struct thread_job *job)
     if (h->spare != NULL) {
         job->tstate = h->spare;
         h->spare = NULL;
+        unclaim_spare();
     }
     else {
         job->tstate = PyThreadState_New(job->interp);
@@ -357,6 +503,9 @@ host_drop_spare(struct host *h)
 {
     PyThreadState *t = h->spare;
     h->spare = NULL;
+    if (t != NULL) {
+        unclaim_spare();
+    }
     if (t != NULL && !compat_is_finalizing()) {
         PyEval_RestoreThread(t);
         PyThreadState_Clear(t);
@@ -383,8 +532,14 @@ host_main(void *arg)
     }
     /* Created with its first job: not parked. */
     for (;;) {
+        unsigned epoch = __atomic_load_n(&pool_epoch, __ATOMIC_RELAXED);
         while (__atomic_load_n(&h->go, __ATOMIC_SEQ_CST) == 0) {
             raw_futex_wait(&h->go, 0, 1, &linger);
+            unsigned now = __atomic_load_n(&pool_epoch, __ATOMIC_RELAXED);
+            if (now != epoch) {
+                epoch = now;                /* still busy: linger on */
+                continue;
+            }
             if (__atomic_load_n(&h->go, __ATOMIC_SEQ_CST) == 0 && pool_leave(h)) {
                 goto leave;
             }
@@ -402,7 +557,7 @@ leave:
     /* Unlinked already; nobody will join us. */
     host_drop_spare(h);
     pthread_detach(pthread_self());
-    free(h);
+    host_free(h);
     return NULL;
 }
 
@@ -416,6 +571,7 @@ host_create(size_t stack_size, struct thread_job *job)
     }
     h->stack_size = stack_size;
     h->tgid = getpid();
+    count_owner(h->tgid, +1);
     h->job = job;               /* created with its first job waiting */
     h->go = 1;
     pthread_attr_t attr;
@@ -426,17 +582,12 @@ host_create(size_t stack_size, struct thread_job *job)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_mutex_lock(&host_lock);
+    __atomic_add_fetch(&live_hosts, 1, __ATOMIC_SEQ_CST);    /* busy: in no list */
     int err = pthread_create(&h->thread, &attr, host_main, h);
-    if (err == 0) {
-        h->next = hosts;
-        hosts = h;
-    }
-    pthread_mutex_unlock(&host_lock);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (err != 0) {
-        free(h);
+        host_free(h);
         errno = err;
         return NULL;
     }
@@ -451,6 +602,7 @@ host_start(struct thread_job *job, int *pidfd)
     Py_INCREF(job->plan);
     job->interp = PyThreadState_GetInterpreter(PyThreadState_Get());
     job->owner = getpid();
+    count_owner(job->owner, +1);
     pthread_sigmask(SIG_BLOCK, NULL, &job->mask);
     vm_register(&job->vm, &job->tid_word);
     registry_add(job);
@@ -468,7 +620,7 @@ host_start(struct thread_job *job, int *pidfd)
         pthread_mutex_unlock(&registry_lock);
         vm_unregister(&job->vm);
         Py_DECREF(job->plan);
-        PyMem_RawFree(job);
+        job_free(job);
         errno = err;
         return -1;
     }
@@ -485,19 +637,19 @@ host_start(struct thread_job *job, int *pidfd)
     pid_t pid = job->pid;
     int err = job->err;
     *pidfd = job->req.pidfd_out != NULL ? job->pidfd : -1;
-    job->caller_seen = 1;
+    registry_seen(job);
     if (pid < 0) {
         registry_unlink(job);
     }
     else if (job->done && !(job->flags & CLONE_THREAD)) {
         registry_unlink(job);
-        PyMem_RawFree(job);
+        job_free(job);
     }
     pthread_mutex_unlock(&registry_lock);
     if (pid < 0) {
         vm_unregister(&job->vm);
         Py_DECREF(job->plan);
-        PyMem_RawFree(job);
+        job_free(job);
         errno = err;
         return -1;
     }
@@ -508,11 +660,7 @@ int
 host_join_thread(pid_t tid, int nohang, int *status)
 {
     pthread_mutex_lock(&registry_lock);
-    struct thread_job *job = registry;
-    while (job != NULL && !(job->pid == tid && (job->flags & CLONE_THREAD)
-                            && job->caller_seen)) {
-        job = job->next;
-    }
+    struct thread_job *job = registry_find(tid, 1, 0);
     if (job == NULL) {
         pthread_mutex_unlock(&registry_lock);
         return -1;
@@ -524,7 +672,7 @@ host_join_thread(pid_t tid, int nohang, int *status)
     if (done) {
         *status = job->status;
         registry_unlink(job);
-        PyMem_RawFree(job);
+        job_free(job);
     }
     pthread_mutex_unlock(&registry_lock);
     return done;
@@ -534,10 +682,7 @@ host_join_thread(pid_t tid, int nohang, int *status)
 static struct thread_job *
 pending_process_job(pid_t pid)
 {
-    struct thread_job *job = registry;
-    while (job != NULL && !(job->pid == pid && !(job->flags & CLONE_THREAD))) {
-        job = job->next;
-    }
+    struct thread_job *job = registry_find(pid, 0, 1);
     return job != NULL && !job->done ? job : NULL;
 }
 
@@ -593,15 +738,21 @@ host_after_fork_child(void)
     host_lock = fresh_mutex;
     registry_lock = fresh_mutex;
     registry_cond = fresh_cond;
-    hosts = NULL;           /* their memory is leaked in this child, on purpose */
+    pool = NULL;            /* their memory is leaked in this child, on purpose */
+    live_hosts = 0;
     idle_hosts = 0;
+    spares = 0;
     registry = NULL;
+    memset(by_pid, 0, sizeof by_pid);
+    unseen = 0;
+    foreign = 0;
+    home = getpid();
 }
 
 void
 host_leave_process(void)
 {
-    if (host_none()) {
+    if (host_none() || host_owns_nothing(getpid())) {
         return;
     }
     pid_t me = getpid();
@@ -613,11 +764,10 @@ host_leave_process(void)
     for (;;) {
         struct host *h;
         pthread_mutex_lock(&host_lock);
-        for (h = hosts; h != NULL && !(h->tgid == me && h->idle); h = h->next) {
+        for (h = pool; h != NULL && h->tgid != me; h = h->next) {
         }
         if (h != NULL) {
-            set_idle(h, 0);
-            host_unlink(h);
+            pool_unlink(h);
         }
         pthread_mutex_unlock(&host_lock);
         if (h == NULL) {
@@ -627,6 +777,6 @@ host_leave_process(void)
         __atomic_store_n(&h->go, 1, __ATOMIC_SEQ_CST);
         raw_futex_wake(&h->go, 1);
         pthread_join(h->thread, NULL);
-        free(h);
+        host_free(h);
     }
 }

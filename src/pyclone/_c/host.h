@@ -45,7 +45,8 @@ struct thread_job {
     int status;                 /* the child's exit status */
     int done;                   /* the host has cleaned up (registry lock) */
     int caller_seen;            /* the caller has read pid (registry lock) */
-    struct thread_job *next;    /* registry of jobs not yet forgotten */
+    struct thread_job *next, **pprev;       /* registry of jobs not yet forgotten */
+    struct thread_job *hnext, **hpprev;     /* its pid's bucket, once caller_seen */
 };
 
 /* Starts a child on a pooled (or new) host; returns its pid or tid, or -1
@@ -87,5 +88,20 @@ void host_leave_process(void);
 
 /* In a fork child: the hosts and children are the parent's; forget them. */
 void host_after_fork_child(void);
+
+/* At the first import in this memory: the importing process is the hosts'
+ * home. */
+void host_init(void);
+
+/* True when process `me` is not the home process and every job and host
+ * belongs to the home process: `me` has nothing of its own to join or
+ * retire (lock-free, exact). */
+int host_owns_nothing(pid_t me);
+
+/* A finishing child (GIL held) asks to leave its thread state to its host
+ * for the next child: 1 if it may (the host will then park, not exit); 0
+ * when enough hosts hold one already: the child deletes its own, so that
+ * its host can exit without taking the GIL again. */
+int host_claim_spare(void);
 
 #endif

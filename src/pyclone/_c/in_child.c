@@ -176,8 +176,11 @@ child_die_by_signal(int sig, int shared_sighand)
 static void PYCLONE_NOINLINE
 child_leave_process(void)
 {
-    if (host_none()) {
-        return;                 /* thread mode never used: nothing to wait for */
+    if (host_none() || host_owns_nothing((pid_t)syscall(SYS_getpid))) {
+        /* Thread mode never used, or only by the home process: nothing of
+         * ours to wait for, and no GIL hand-off (with many children ending
+         * at once, each one is another turn at the GIL). */
+        return;
     }
     Py_BEGIN_ALLOW_THREADS
     host_leave_process();
@@ -293,9 +296,10 @@ child_thread_main(void *arg)
     }
     job->status = status;
     Py_CLEAR(job->plan);
-    if (tstate_reusable(job->tstate)) {
+    if (tstate_reusable(job->tstate) && host_claim_spare()) {
         /* Leave our thread state, reset, for the host's next child: its
-         * data stack is already mapped. */
+         * data stack is already mapped.  (Not beyond the pool's size: a
+         * host that exits would need the GIL to delete it; we hold it.) */
         tstate_reset_for_reuse(job->tstate);
         job->keep_tstate = 1;
         job->clean = 1;

@@ -25,6 +25,10 @@ vm_register(struct vm_entry *e, volatile pid_t *tid)
     e->killed_safely = 0;
     pthread_mutex_lock(&vm_lock);
     e->next = vm_entries;
+    e->pprev = &vm_entries;
+    if (vm_entries != NULL) {
+        vm_entries->pprev = &e->next;
+    }
     vm_entries = e;
     pthread_mutex_unlock(&vm_lock);
 }
@@ -32,12 +36,10 @@ vm_register(struct vm_entry *e, volatile pid_t *tid)
 void
 vm_unregister(struct vm_entry *e)
 {
-    pthread_mutex_lock(&vm_lock);
-    for (struct vm_entry **p = &vm_entries; *p != NULL; p = &(*p)->next) {
-        if (*p == e) {
-            *p = e->next;
-            break;
-        }
+    pthread_mutex_lock(&vm_lock);      /* O(1): many children may end at once */
+    *e->pprev = e->next;
+    if (e->next != NULL) {
+        e->next->pprev = e->pprev;
     }
     pthread_mutex_unlock(&vm_lock);
 }

@@ -31,7 +31,7 @@ struct vm_entry {
     PyThreadState *tstate;  /* valid while VM_RUNNING (GIL held) */
     volatile int stage;
     volatile int killed_safely;     /* by terminate, at a safe point: no watchdog */
-    struct vm_entry *next;
+    struct vm_entry *next, **pprev;
 };
 
 /* Before the clone / after the survivor has settled (any thread, no GIL
