@@ -623,16 +623,19 @@ wait_pid(PyObject *module, PyObject *args)
     int status = 0;
     struct rusage ru;
     memset(&ru, 0, sizeof ru);      /* what WNOHANG with nothing to reap gives */
-    pid_t r;
-    for (;;) {
+    /* A look first, with the GIL, as threading's join does: a child that
+     * has ended is reaped without a GIL hand-off.  With many tasks waiting
+     * for the GIL, each hand-off puts this thread at the back of them all. */
+    pid_t r = wait4(pid, &status, (int)options | WNOHANG, with_rusage ? &ru : NULL);
+    while (r == 0 && !(options & WNOHANG)) {
         Py_BEGIN_ALLOW_THREADS
         r = wait4(pid, &status, (int)options, with_rusage ? &ru : NULL);
         Py_END_ALLOW_THREADS
-        if (r >= 0 || errno != EINTR) {
-            break;
-        }
-        if (PyErr_CheckSignals() < 0) {     /* PEP 475 */
-            return NULL;
+        if (r < 0 && errno == EINTR) {
+            if (PyErr_CheckSignals() < 0) {     /* PEP 475 */
+                return NULL;
+            }
+            r = 0;                              /* and wait again */
         }
     }
     if (r < 0) {
