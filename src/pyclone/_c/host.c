@@ -193,10 +193,10 @@ host_parked_count(void)
  * held, read without it): an upper bound of any one process's count. */
 static int idle_hosts;
 
-/* Bumped by every take from and return to the pool: an idle host whose
- * linger ran out leaves only if the pool was quiet all that time, so that
- * hosts holding spare thread states (whose deletion needs the GIL) leave
- * after a burst of children, not during it. */
+/* Bumped by every take from and return to the pool (not by a host leaving
+ * it): an idle host whose linger ran out leaves only if the pool was quiet
+ * all that time, so that hosts holding spare thread states (whose deletion
+ * needs the GIL) leave after a burst of children, not during it. */
 static unsigned pool_epoch;
 
 static void
@@ -216,37 +216,12 @@ pool_link(struct host *h)       /* host_lock held */
 static void
 pool_unlink(struct host *h)     /* host_lock held, h idle */
 {
-    __atomic_add_fetch(&pool_epoch, 1, __ATOMIC_RELAXED);
     *h->pprev = h->next;
     if (h->next != NULL) {
         h->next->pprev = h->pprev;
     }
     h->idle = 0;
     __atomic_sub_fetch(&idle_hosts, 1, __ATOMIC_RELAXED);
-}
-
-/* Hosts holding a spare thread state, or about to (claimed by their
- * finishing child): at most HOST_POOL_MAX, and such a host always parks, so
- * that no host ever needs the GIL just to delete a spare on its way out
- * while children are ending -- with thousands ending at once, every extra
- * turn at the GIL is paid by all of them.  (A host that lingers out idle
- * deletes its spare, GIL taken, at a quiet moment.) */
-static int spares;
-
-int
-host_claim_spare(void)
-{
-    if (__atomic_add_fetch(&spares, 1, __ATOMIC_SEQ_CST) <= HOST_POOL_MAX) {
-        return 1;
-    }
-    __atomic_sub_fetch(&spares, 1, __ATOMIC_SEQ_CST);
-    return 0;
-}
-
-static void
-unclaim_spare(void)
-{
-    __atomic_sub_fetch(&spares, 1, __ATOMIC_SEQ_CST);
 }
 
 /* An idle host of process `me` with a stack of stack_size bytes, taken. */
@@ -261,6 +236,7 @@ pool_take(size_t stack_size, pid_t me)
             continue;
         }
         pool_unlink(h);
+        __atomic_add_fetch(&pool_epoch, 1, __ATOMIC_RELAXED);   /* (leaving is not) */
         if (syscall(SYS_tgkill, h->tgid, h->tid, 0) != 0) {
             /* Died with its process (an abrupt exit): forget it. */
             host_free(h);
@@ -279,13 +255,13 @@ pool_put(struct host *h)
 {
     int n = 0, ok;
     pthread_mutex_lock(&host_lock);
-    if (idle_hosts >= HOST_POOL_MAX) {
+    if (idle_hosts >= HOST_POOL_MAX && h->spare == NULL) {
         /* Only then can this process's own count be full: count it. */
         for (struct host *o = pool; o != NULL; o = o->next) {
             n += o->tgid == h->tgid;
         }
     }
-    ok = n < HOST_POOL_MAX || h->spare != NULL;   /* a claimed spare always parks */
+    ok = n < HOST_POOL_MAX;
     if (ok) {
         pool_link(h);
     }
@@ -441,7 +417,6 @@ host_run(struct host *h, struct thread_job *job)
     if (h->spare != NULL) {
         job->tstate = h->spare;
         h->spare = NULL;
-        unclaim_spare();
     }
     else {
         job->tstate = PyThreadState_New(job->interp);
@@ -496,6 +471,8 @@ host_run(struct host *h, struct thread_job *job)
     return pooled;
 }
 
+static pthread_mutex_t retire_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* A leaving host deletes its idle thread state (it is bound to this TLS).
  * During finalisation the interpreter deletes it: only forget it then. */
 static void
@@ -503,13 +480,15 @@ host_drop_spare(struct host *h)
 {
     PyThreadState *t = h->spare;
     h->spare = NULL;
-    if (t != NULL) {
-        unclaim_spare();
-    }
     if (t != NULL && !compat_is_finalizing()) {
+        /* One leaving host at a time asks for the GIL: after a burst of
+         * thousands of children, their hosts leave in a queue here rather
+         * than as thousands of GIL waiters. */
+        pthread_mutex_lock(&retire_lock);
         PyEval_RestoreThread(t);
         PyThreadState_Clear(t);
         PyThreadState_DeleteCurrent();
+        pthread_mutex_unlock(&retire_lock);
     }
 }
 
@@ -741,7 +720,7 @@ host_after_fork_child(void)
     pool = NULL;            /* their memory is leaked in this child, on purpose */
     live_hosts = 0;
     idle_hosts = 0;
-    spares = 0;
+    retire_lock = fresh_mutex;
     registry = NULL;
     memset(by_pid, 0, sizeof by_pid);
     unseen = 0;

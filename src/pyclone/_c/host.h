@@ -98,10 +98,5 @@ void host_init(void);
  * retire (lock-free, exact). */
 int host_owns_nothing(pid_t me);
 
-/* A finishing child (GIL held) asks to leave its thread state to its host
- * for the next child: 1 if it may (the host will then park, not exit); 0
- * when enough hosts hold one already: the child deletes its own, so that
- * its host can exit without taking the GIL again. */
-int host_claim_spare(void);
 
 #endif

@@ -296,10 +296,14 @@ child_thread_main(void *arg)
     }
     job->status = status;
     Py_CLEAR(job->plan);
-    if (tstate_reusable(job->tstate) && host_claim_spare()) {
+    if (tstate_reusable(job->tstate)) {
         /* Leave our thread state, reset, for the host's next child: its
-         * data stack is already mapped.  (Not beyond the pool's size: a
-         * host that exits would need the GIL to delete it; we hold it.) */
+         * data stack is already mapped.  Always, even when the pool is
+         * full: deleting it here would unmap that data stack holding the
+         * GIL, and while other child processes exit (each one's exit walks
+         * every mapping of the shared memory, which is slow with thousands
+         * of host stacks) that munmap waits, GIL held, for the mm lock.
+         * The host parks with it and deletes it once the pool is quiet. */
         tstate_reset_for_reuse(job->tstate);
         job->keep_tstate = 1;
         job->clean = 1;
