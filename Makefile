@@ -2,12 +2,13 @@
 # make test  - create .venv, build pyclone with its test extras, run the tests
 # make bench - create .venv, build pyclone, run the benchmark table
 # make dist  - the sdist and manylinux wheels in dist/, checked
+# make docs  - create .venv, build pyclone with Sphinx, build the site in docs/_build/html
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench dist venv install install-test clean
+.PHONY: demo test bench dist docs venv install install-test install-docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,10 @@ install-test: $(PY)
 	rm -rf build
 	$(PY) -m pip install --quiet --disable-pip-version-check '.[test]'
 
+install-docs: $(PY)
+	rm -rf build
+	$(PY) -m pip install --quiet --disable-pip-version-check '.[docs]'
+
 demo: install
 	$(PY) -m pyclone demo
 
@@ -32,6 +37,10 @@ test: install-test
 
 bench: install
 	$(PY) -m pyclone bench
+
+# warnings are errors: a broken link or docstring fails the build
+docs: install-docs
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
 # sdist + a manylinux wheel per CPython on this machine, checked (.ci/dist)
 dist:

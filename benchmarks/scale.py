@@ -3,7 +3,8 @@ CLONE_SIGHAND, the seeds' light-weight processes) each blocked on one
 pyclone.Semaphore, then released one permit at a time and reaped, against N
 threading.Threads on a threading.Semaphore.  Prints start time, release +
 reap time and RSS per task, for the eventfd semaphore and the robust
-(System V) one.
+(System V) one, and for the eventfd semaphore with CLONE_THREAD children
+(threads of this process, joined by tid).
 
 Run:  python benchmarks/scale.py [N ...]      (default: 1000 5000)
 """
@@ -17,6 +18,9 @@ import pyclone
 
 FLAGS = (pyclone.CLONE_VM | pyclone.CLONE_FS | pyclone.CLONE_FILES | pyclone.CLONE_SIGHAND
          | signal.SIGCHLD)
+#: The same children as threads of this process (joined by tid, not reaped).
+THREAD_FLAGS = (pyclone.CLONE_VM | pyclone.CLONE_FS | pyclone.CLONE_FILES | pyclone.CLONE_SIGHAND
+                | pyclone.CLONE_THREAD)
 
 
 def rss_kib():
@@ -27,14 +31,14 @@ def rss_kib():
     return 0
 
 
-def with_pyclone(n, robust):
+def with_pyclone(n, robust, flags=FLAGS):
     sem = pyclone.Semaphore(0, robust=robust)
 
     def task():
         sem.acquire()
         return 0
     rss0, t0 = rss_kib(), time.perf_counter()
-    pids = [pyclone.clone(task, FLAGS) for _ in range(n)]
+    pids = [pyclone.clone(task, flags) for _ in range(n)]
     started, rss1 = time.perf_counter() - t0, rss_kib()
     t1 = time.perf_counter()
     for _ in range(n):
@@ -62,18 +66,31 @@ def with_threading(n):
     return started, time.perf_counter() - t1, (rss1 - rss0) / n
 
 
+def no_parked_hosts(timeout=120.0):
+    """Each row starts from an empty host pool: the previous row's hosts park
+    and leave once the pool has been quiet for their linger (each deleting
+    its spare thread state in turn), and a row that reused them would not
+    count its own hosts' memory."""
+    deadline = time.monotonic() + timeout
+    while pyclone._clone.parked_hosts() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def main(sizes):
     print(f"CPython {sys.version.split()[0]}, {os.cpu_count()} CPUs: N tasks blocked on one "
           "semaphore, then released one permit at a time and reaped/joined")
-    print(f"{'N':>6}  {'tasks':<28}{'start s':>9}{'release+reap s':>16}{'KiB/task':>10}"
+    print(f"{'N':>6}  {'tasks':<32}{'start s':>9}{'release+reap s':>16}{'KiB/task':>10}"
           f"{'ratio':>8}")
     for n in sizes:
         ref = with_threading(n)
-        rows = [("threading.Thread", ref),
-                ("pyclone, Semaphore", with_pyclone(n, False)),
-                ("pyclone, Semaphore(robust)", with_pyclone(n, True))]
+        rows = [("threading.Thread", ref)]
+        for name, robust, flags in [("pyclone, Semaphore", False, FLAGS),
+                                    ("pyclone, Semaphore(robust)", True, FLAGS),
+                                    ("pyclone CLONE_THREAD, Semaphore", False, THREAD_FLAGS)]:
+            no_parked_hosts()
+            rows.append((name, with_pyclone(n, robust, flags)))
         for name, (started, finished, kib) in rows:
-            print(f"{n:>6}  {name:<28}{started:>9.2f}{finished:>16.2f}{kib:>10.1f}"
+            print(f"{n:>6}  {name:<32}{started:>9.2f}{finished:>16.2f}{kib:>10.1f}"
                   f"{finished / ref[1]:>8.2f}")
 
 

@@ -77,7 +77,7 @@ def overflow_the_stack(stack_hog):
     """A child's body that overflows its C stack.  SIGSEGV gets its default
     action in this task's own handler table only: faulthandler.disable()
     would also change faulthandler's state, which a CLONE_VM child shares
-    with its parent (see the README)."""
+    with its parent (see docs/modes.md)."""
     import ctypes
     ctypes.CDLL(None).signal(signal.SIGSEGV, 0)
     stack_hog(0)

@@ -32,7 +32,7 @@ def _takes_two(a, b):
 @pytest.mark.parametrize("flags", MODES)
 @pytest.mark.xfail(sys.version_info < (3, 14), strict=True,
                    reason="up to 3.13 a frame calling into C keeps its evaluation-stack "
-                          "extent in a C local: those values leak (README)")
+                          "extent in a C local: those values leak (docs/caveats.md)")
 def test_evaluation_stack_values_are_released(flags):
     refs = []
 

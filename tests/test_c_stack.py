@@ -24,7 +24,7 @@ STACKS = [
         sys.version_info < (3, 14),
         reason="before 3.14 C recursion is limited by depth (the recursion limit, or 3.12's "
                "C limit), which on a small stack lies beyond its end: the child overflows "
-               "first, as a thread on such a stack would (README)")),
+               "first, as a thread on such a stack would (docs/borrowed-mode.md, stacks)")),
 ]
 
 

@@ -1,4 +1,4 @@
-"""The public names, values and signatures of pyclone's contract (README, API)."""
+"""The public names, values and signatures of pyclone's contract (docs/api-*.md)."""
 import enum
 import inspect
 import os

@@ -48,7 +48,7 @@ def _exit_from_frames():
 OLD_VALUE_STACKS = pytest.mark.xfail(
     sys.version_info < (3, 11), strict=True,
     reason="3.9/3.10 keep a running frame's value-stack extent only in a C local, so the "
-           "pending call's arguments in frames a child abandons leak (README)")
+           "pending call's arguments in frames a child abandons leak (docs/caveats.md)")
 
 
 def case(name, fn, flags, stack, n, *marks):

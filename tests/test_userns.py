@@ -108,7 +108,7 @@ def _drop_to_nobody():
 @needs_userns
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to an unprivileged user")
 def test_rootless_sandbox_with_maps():
-    """The README's sandbox, run by an unprivileged user: root inside, in new
+    """The getting-started sandbox (docs/getting-started.md), run by an unprivileged user: root inside, in new
     PID, mount, UTS and network namespaces; setgroups denied first."""
     def sandbox():
         _drop_to_nobody()

@@ -2,7 +2,7 @@
 
 A Python callable runs in a new task whose sharing with its parent (memory,
 file descriptors, cwd/umask, signal handlers, namespaces, thread group) is
-chosen flag by flag, as the system call offers it.  See the README.
+chosen flag by flag, as the system call offers it.  See docs/ (or `make docs`).
 """
 from ._core import clone, terminate, wait4, waitpid
 from ._exit import Terminated

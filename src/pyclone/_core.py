@@ -293,7 +293,7 @@ def clone(fn: Callable[..., Any], flags: int = SIGCHLD,
     in a CLONE_VM child (glibc would apply it to the parent's threads): use
     fork mode.  CPython refuses ``signal.signal()`` in thread-mode children
     (not the main thread).  A fork-mode clone that only a raw clone can express warns in a
-    process with other threads (see the README).
+    process with other threads (see docs/fork-mode.md).
     """
     if not callable(fn):
         _rules.check_callable(fn)

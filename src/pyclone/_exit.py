@@ -1,5 +1,5 @@
 """What runs in the child around the user's callable: the exit-status rules
-(the README's table).  It never calls exit() or PyErr_Print on SystemExit:
+(the table in docs/api-clone.md).  It never calls exit() or PyErr_Print on SystemExit:
 in a child that shares the interpreter that would finalise the parent's."""
 import sys
 # The C half of the signal module: signal.py builds its enums with enum at

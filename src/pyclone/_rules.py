@@ -87,7 +87,7 @@ _HARMLESS_BY_DEFAULT = frozenset((17, 18, 23, 28))    # CHLD, CONT, URG, WINCH
 
 
 def mode_of(bits):
-    """The execution mode the flags select: fork, borrowed, thread (README)."""
+    """The execution mode the flags select: fork, borrowed, thread (docs/modes.md)."""
     if not bits & F.CLONE_VM:
         return "fork"
     if bits & F.CLONE_VFORK:

@@ -43,7 +43,7 @@ class Child:
     ``flags`` is clone()'s word: ``CLONE_*`` bits ORed with the exit
     signal.  ``target(*args, **kwargs)`` runs in the child (or override
     :meth:`run`); its return value becomes :attr:`result`, its exception
-    :attr:`exception`.  See the README for the per-mode details.
+    :attr:`exception`.  See docs/api-child.md for the per-mode details.
     """
 
     def __init__(self, target: Optional[Callable[..., Any]] = None, args: Iterable[Any] = (),
