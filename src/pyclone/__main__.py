@@ -1,9 +1,15 @@
 """python -m pyclone {demo,bench}"""
+from __future__ import annotations
+
 import argparse
 import sys
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import List, Optional
 
-def main(argv=None):
+
+def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pyclone",
                                      description="Linux clone() for Python")
     sub = parser.add_subparsers(dest="command", required=True)

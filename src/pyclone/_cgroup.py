@@ -8,7 +8,7 @@ from . import _rules
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
-    from typing import Union
+    from typing import Optional, Tuple, Union
 
     CgroupSpec = Union[int, str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
@@ -18,7 +18,7 @@ FLAG_WITHOUT_CGROUP = ("CLONE_INTO_CGROUP needs the cgroup: pass cgroup=PATH_OR_
 _GIVE_AN_FD = "pass an fd from os.open(path, os.O_RDONLY | os.O_DIRECTORY), or the path itself"
 
 
-def check_cgroup(cgroup):
+def check_cgroup(cgroup: object) -> Optional[CgroupSpec]:
     """Type check only; opening a path happens after the audit event."""
     if cgroup is None or isinstance(cgroup, (str, bytes, os.PathLike)):
         return cgroup
@@ -36,7 +36,7 @@ def check_cgroup(cgroup):
     return fd
 
 
-def open_cgroup(cgroup):
+def open_cgroup(cgroup: CgroupSpec) -> Tuple[int, bool]:
     """A directory fd for the cgroup, and whether we opened it (to close)."""
     if isinstance(cgroup, int):
         return cgroup, False

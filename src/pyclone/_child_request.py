@@ -3,17 +3,24 @@ comes before start() makes a single system call."""
 from __future__ import annotations
 
 import os
-from _signal import SIGCHLD
 
 from . import _rules
+from . import flags as F
 from ._cgroup import FLAG_WITHOUT_CGROUP, check_cgroup
-from ._rules import F
 from ._userns import check_id_map
 
-_pidfd_probe: list = []
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:          # signal's names, without signal.py's enum import at run time
+    from signal import SIGCHLD
+else:
+    from _signal import SIGCHLD
+if TYPE_CHECKING:
+    from typing import Any, List
+
+_pidfd_probe: List[bool] = []
 
 
-def pidfds_work():
+def pidfds_work() -> bool:
     """Whether this process can have pidfds (probed once, on ourselves)."""
     if not _pidfd_probe:
         try:
@@ -21,7 +28,8 @@ def pidfds_work():
             _pidfd_probe.append(True)
         except (OSError, AttributeError):     # ENOSYS, EPERM; no os.pidfd_open
             _pidfd_probe.append(False)
-    return _pidfd_probe[0]
+    ok: bool = _pidfd_probe[0]
+    return ok
 
 
 class ChildRequest:
@@ -31,8 +39,9 @@ class ChildRequest:
                  "want_pidfd", "cgroup", "uid_map", "gid_map", "pdeathsig",
                  "result_channel", "vm", "thread", "private_fds")
 
-    def __init__(self, target, args, kwargs, flags, stack_size, pidfd, cgroup, uid_map,
-                 gid_map, pdeathsig, result_channel):
+    def __init__(self, target: Any, args: Any, kwargs: Any, flags: Any, stack_size: Any,
+                 pidfd: Any, cgroup: Any, uid_map: Any, gid_map: Any, pdeathsig: Any,
+                 result_channel: Any) -> None:
         if target is not None:
             _rules.check_callable(target)
         self.target = target
@@ -79,7 +88,7 @@ class ChildRequest:
         # Without CLONE_FILES the child's fd table is its own copy.
         self.private_fds = not bits & F.CLONE_FILES
 
-    def check_at_start(self):
+    def check_at_start(self) -> None:
         """What depends on the moment: an exit signal's disposition."""
         if self.exit_signal and self.exit_signal != SIGCHLD:
             _rules.check_exit_signal_handled(self.exit_signal, self.bits)

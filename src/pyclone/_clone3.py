@@ -2,13 +2,17 @@
 that do not fit in clone()'s 32 bits."""
 from __future__ import annotations
 
-from _signal import SIGCHLD
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from . import _clone, _core, _rules
 from ._cgroup import FLAG_WITHOUT_CGROUP, check_cgroup
-from ._rules import F
+from . import flags as F
 from .flags import CSIGNAL
+
+if TYPE_CHECKING:          # signal's names, without signal.py's enum import at run time
+    from signal import SIGCHLD
+else:
+    from _signal import SIGCHLD
 
 if TYPE_CHECKING:
     from ._cgroup import CgroupSpec
@@ -24,7 +28,7 @@ class CloneResult(NamedTuple):
 _MAX_PID_NS_LEVEL = _clone.MAX_SET_TID     # PID namespaces nest at most this deep
 
 
-def _pid_max():
+def _pid_max() -> int:
     try:
         with open("/proc/sys/kernel/pid_max") as f:
             return int(f.read())
@@ -32,7 +36,7 @@ def _pid_max():
         return 1 << 22        # PID_MAX_LIMIT on 64-bit
 
 
-def check_set_tid(set_tid):
+def check_set_tid(set_tid: Any) -> Tuple[int, ...]:
     """None or a sequence of 1..32 pids, innermost PID namespace first."""
     if set_tid is None:
         return ()
@@ -51,7 +55,8 @@ def check_set_tid(set_tid):
     return tids
 
 
-def check_clone3_flags(flags, exit_signal, pidfd, cgroup, set_tid):
+def check_clone3_flags(flags: Any, exit_signal: Any, pidfd: Any, cgroup: Any,
+                       set_tid: Any) -> Tuple[int, int, str, bool]:
     """(bits, exit signal, mode, want_pidfd) after every check clone3 makes
     before a system call."""
     bits = _rules.check_flags_word(flags)

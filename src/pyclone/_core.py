@@ -11,13 +11,18 @@ import _thread
 import atexit
 import os
 import sys
-from _signal import SIGCHLD, SIGTERM
 
 from . import _clone, _exit, _rules
 from ._cgroup import open_cgroup
-from ._rules import F
+from . import flags as F
 from ._version import __version__
 from .flags import WALL
+
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:          # signal's names, without signal.py's enum import at run time
+    from signal import SIGCHLD, SIGTERM
+else:
+    from _signal import SIGCHLD, SIGTERM
 
 if _clone.VERSION != __version__:
     # As psutil does: a C core of another build must not run Python code it
@@ -26,10 +31,14 @@ if _clone.VERSION != __version__:
                       f"its Python package is {__version__}: a stale build was left behind; "
                       "reinstall pyclone-linux (pip install --force-reinstall pyclone-linux)")
 
-TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
     import resource
-    from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
+    from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+    from ._errors import Extras
+    #: What the child runs: (fn, args, kwargs or None, on_return, on_exception).
+    Plan = Tuple[Callable[..., Any], Tuple[Any, ...], Optional[Dict[str, Any]],
+                 Callable[[object], int], Callable[[BaseException], int]]
 
 
 class _SpareGuard:
@@ -41,11 +50,12 @@ class _SpareGuard:
 
     __slots__ = ("ident",)
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.ident = _thread.get_ident()
 
     # Bound at definition: at interpreter exit module globals may be None.
-    def __del__(self, _get_ident=_thread.get_ident, _drop_spare=_clone.drop_spare):
+    def __del__(self, _get_ident: Callable[[], int] = _thread.get_ident,
+                _drop_spare: Callable[[], None] = _clone.drop_spare) -> None:
         if _get_ident() == self.ident:
             _drop_spare()
 
@@ -66,14 +76,14 @@ _UNSHAREABLE = (F.CLONE_NEWNS | F.CLONE_NEWUTS | F.CLONE_NEWIPC | F.CLONE_NEWNET
 _FOR_CHILDREN = F.CLONE_NEWPID | F.CLONE_NEWTIME
 
 
-def other_threads():
+def other_threads() -> int:
     """Threads besides the caller that could hold a lock at clone time:
     pyclone's own idle host threads are parked in a futex wait, holding none."""
     n = thread_count()
     return 0 if n == 1 else n - 1 - _clone.parked_hosts()
 
 
-def thread_count():
+def thread_count() -> int:
     """OS threads in this process (field 20 of /proc/self/stat, as os.fork)."""
     if _clone.process_single_threaded():
         return 1
@@ -85,7 +95,8 @@ def thread_count():
         return 0          # unknown
 
 
-def fork_method(bits, exit_signal, raw_only=False, prefer_raw=False):
+def fork_method(bits: int, exit_signal: int, raw_only: bool = False,
+                prefer_raw: bool = False) -> Tuple[Optional[int], int]:
     """How to make a fork-mode child as safely as os.fork().
 
     glibc's fork() takes the malloc, stdio and loader locks around the system
@@ -111,7 +122,7 @@ def fork_method(bits, exit_signal, raw_only=False, prefer_raw=False):
     return None, 0
 
 
-def _warn_threads(method, stacklevel):
+def _warn_threads(method: Optional[int], stacklevel: int) -> None:
     if method is None:
         import warnings
         warnings.warn(
@@ -135,7 +146,7 @@ _COUNTS_AFTER_HOOKS = sys.version_info[:3] == (3, 13, 0)
 _RAISES_FORK_WARNING = sys.version_info >= (3, 15)
 
 
-def _warn_like_os_fork(others, stacklevel):
+def _warn_like_os_fork(others: int, stacklevel: int) -> None:
     """What os.fork() says when the process has other threads (pyclone's
     parked host threads, which hold no lock, do not count)."""
     if others <= 0:
@@ -156,7 +167,7 @@ def _warn_like_os_fork(others, stacklevel):
 _UNTESTED_INTERNALS = not _clone.FRAMES_KNOWN
 
 
-def _warn_untested_python(stacklevel):
+def _warn_untested_python(stacklevel: int) -> None:
     """Once per process, at the first CLONE_VM child."""
     global _UNTESTED_INTERNALS
     _UNTESTED_INTERNALS = False
@@ -170,8 +181,11 @@ def _warn_untested_python(stacklevel):
         RuntimeWarning, stacklevel=stacklevel + 1)
 
 
-def launch(fn, args, kwargs, bits, exit_signal, mode, stack_size, *, audit_flags=None,
-           want_pidfd=None, cgroup=None, set_tid=(), before=None, stacklevel=2):
+def launch(fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: Optional[Dict[str, Any]],
+           bits: int, exit_signal: int, mode: str, stack_size: Optional[int], *,
+           audit_flags: Optional[int] = None, want_pidfd: Optional[bool] = None,
+           cgroup: Any = None, set_tid: Tuple[int, ...] = (),
+           before: Optional[Callable[[Optional[int]], None]] = None, stacklevel: int = 2) -> Any:
     """The one way from a checked request into the C core, for clone(),
     clone3() and Child: raises the audit event before anything else
     happens, opens a cgroup given as a path, calls ``before(fd)`` (a Child
@@ -206,7 +220,8 @@ def launch(fn, args, kwargs, bits, exit_signal, mode, stack_size, *, audit_flags
 # The modes' entry points: (bits, exit_signal, stack_size or None, plan,
 # stacklevel, extras or None) -> pid, or (pid, pidfd or -1) with extras.
 
-def _start_fork(bits, exit_signal, stack_size, plan, stacklevel, extras):
+def _start_fork(bits: int, exit_signal: int, stack_size: Optional[int], plan: Plan,
+                stacklevel: int, extras: Optional[Extras]) -> Any:
     _exit.flush_std_streams()    # never duplicate buffered output
     if extras is None:
         method, unshare = fork_method(bits, exit_signal)
@@ -236,7 +251,8 @@ _DEFAULT_CARVE = max(_rules.CARVE_MIN_DEFAULT, _rules.MIN_CHILD_STACK)
 _DEFAULT_MAP = max(_rules.DEFAULT_STACK_SIZE, _rules.MIN_CHILD_STACK)
 
 
-def _start_borrowed(bits, exit_signal, stack_size, plan, stacklevel, extras):
+def _start_borrowed(bits: int, exit_signal: int, stack_size: Optional[int], plan: Plan,
+                    stacklevel: int, extras: Optional[Extras]) -> Any:
     if _claim_guard():
         _per_thread.guard = _SpareGuard()
     if _UNTESTED_INTERNALS:
@@ -247,7 +263,8 @@ def _start_borrowed(bits, exit_signal, stack_size, plan, stacklevel, extras):
     return _clone_borrowed(plan, bits, exit_signal, size, size, extras)
 
 
-def _start_thread(bits, exit_signal, stack_size, plan, stacklevel, extras):
+def _start_thread(bits: int, exit_signal: int, stack_size: Optional[int], plan: Plan,
+                  stacklevel: int, extras: Optional[Extras]) -> Any:
     if _UNTESTED_INTERNALS:
         _warn_untested_python(stacklevel + 1)
     size = _DEFAULT_MAP if stack_size is None else max(stack_size, _rules.MIN_CHILD_STACK)
@@ -303,7 +320,8 @@ def clone(fn: Callable[..., Any], flags: int = SIGCHLD,
     size = None if stack_size is None else _rules.check_stack_size(stack_size, mode)
     if type(args) is not tuple or kwargs is not None:
         args, kwargs = _rules.check_call_args(args, kwargs)
-    return launch(fn, args, kwargs, bits, exit_signal, mode, size)
+    pid: int = launch(fn, args, kwargs, bits, exit_signal, mode, size)
+    return pid
 
 
 _SIGCHLD = SIGCHLD
@@ -311,7 +329,7 @@ _on_return = _exit.on_return
 _on_exception = _exit.on_exception
 
 
-def _check_wait_args(pid, options):
+def _check_wait_args(pid: Any, options: Any) -> Tuple[int, int]:
     if type(pid) is not int:
         pid = _rules.check_int(pid, "pid")
     if type(options) is not int:

@@ -1,8 +1,16 @@
 """Kernel refusals turned into exceptions that say what to do."""
+from __future__ import annotations
+
 import errno
 
 from . import flags as F
 from .flags import flag_names
+
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Tuple
+    #: clone3's extras as the C core takes them: (want_pidfd, cgroup_fd, set_tid)
+    Extras = Tuple[bool, int, Tuple[int, ...]]
 
 #: Flags whose creation needs CAP_SYS_ADMIN in the caller's user namespace
 #: (or a CLONE_NEWUSER in the same request).
@@ -15,7 +23,7 @@ _USERNS_HINT = ("unprivileged user namespaces may be disabled: see the sysctls "
                 "in a chroot cannot create one either")
 
 
-def clone3_features(bits, extras):
+def clone3_features(bits: int, extras: Extras | None) -> list[str]:
     """Names of what only the clone3 system call can do in this request."""
     names = []
     if bits & F.CLONE_NEWTIME:
@@ -28,7 +36,7 @@ def clone3_features(bits, extras):
     return names
 
 
-def translate(exc, bits, extras=None):
+def translate(exc: OSError, bits: int, extras: Extras | None = None) -> BaseException:
     """The exception to raise (chained by the caller) for OSError `exc` from a
     clone with flag bits `bits` and clone3 extras `extras`
     (want_pidfd, cgroup_fd, set_tid) or None."""
@@ -61,8 +69,8 @@ def translate(exc, bits, extras=None):
                             "cgroup.subtree_control (no internal processes), and not "
                             f"a threaded cgroup for a new process [{what}]")
     if err == errno.EPERM and clone3_features(bits, extras):
-        features = ", ".join(clone3_features(bits, extras))
-        return PermissionError(err, f"clone3 was refused and {features} cannot fall back to "
+        needed = ", ".join(clone3_features(bits, extras))
+        return PermissionError(err, f"clone3 was refused and {needed} cannot fall back to "
                                     "clone: a seccomp filter may forbid clone3 (container "
                                     "runtimes answer EPERM), or CAP_SYS_ADMIN is missing "
                                     f"[{what}]")

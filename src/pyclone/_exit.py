@@ -1,10 +1,17 @@
 """What runs in the child around the user's callable: the exit-status rules
 (the table in docs/api-clone.md).  It never calls exit() or PyErr_Print on SystemExit:
 in a child that shares the interpreter that would finalise the parent's."""
+from __future__ import annotations
+
 import sys
+
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:          # signal's names, without signal.py's enum import at run time
+    from signal import SIGTERM
+else:
+    from _signal import SIGTERM
 # The C half of the signal module: signal.py builds its enums with enum at
 # import, which would cost more than the rest of `import pyclone`.
-from _signal import SIGTERM
 
 
 class Terminated(BaseException):
@@ -16,7 +23,7 @@ class Terminated(BaseException):
     then goes on."""
 
 
-def flush_std_streams():
+def flush_std_streams() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None:
@@ -25,7 +32,7 @@ def flush_std_streams():
             pass
 
 
-def system_exit_status(exc):
+def system_exit_status(exc: SystemExit) -> int:
     """sys.exit()'s rules: None -> 0, int -> int, anything else printed -> 1."""
     code = exc.code
     if code is None:
@@ -39,20 +46,20 @@ def system_exit_status(exc):
     return 1
 
 
-def status_of_result(result):
+def status_of_result(result: object) -> int:
     """As in C: an int 0..255 is the status; None or anything else is 0."""
     if isinstance(result, int) and 0 <= result <= 255:
         return int(result)
     return 0
 
 
-def on_return(result):
+def on_return(result: object) -> int:
     """Called by the C core in the child when fn returned."""
     flush_std_streams()
     return status_of_result(result)
 
 
-def on_exception(exc):
+def on_exception(exc: BaseException) -> int:
     """Called by the C core in the child when fn raised ``exc``."""
     if isinstance(exc, Terminated):
         status = -SIGTERM        # the C core ends the child by that signal

@@ -11,13 +11,22 @@ from __future__ import annotations
 import os
 import select
 import sys
-from _signal import SIG_DFL
-from _signal import signal as set_handler
 
 from . import _clone, _exit, _result_channel
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:          # signal's names, without signal.py's enum import at run time
+    from signal import SIG_DFL
+    from signal import signal as set_handler
+else:
+    from _signal import SIG_DFL
+    from _signal import signal as set_handler
 
-def bootstrap(child):
+if TYPE_CHECKING:
+    from .child import Child
+
+
+def bootstrap(child: Child) -> int:
     """Runs ``child.run()`` in the child; returns the exit status."""
     status = 1
     try:
@@ -44,7 +53,7 @@ def bootstrap(child):
     return status
 
 
-def _prepare(child):
+def _prepare(child: Child) -> None:
     req = child._req
     # Without CLONE_FILES the fd table is the child's own copy: what is used
     # up here is closed, so that the target starts with only own_fds.  (With
@@ -65,8 +74,10 @@ def _prepare(child):
         _clone.set_pdeathsig(req.pdeathsig)
         # The parent may have died before the line above: then nothing will
         # send the signal, so act as if it had arrived.
+        parent_pidfd = child._parent_pidfd
+        assert parent_pidfd is not None      # opened by start() with pdeathsig
         poller = select.poll()
-        poller.register(child._parent_pidfd, select.POLLIN)
+        poller.register(parent_pidfd, select.POLLIN)
         if poller.poll(0):
             try:
                 set_handler(req.pdeathsig, SIG_DFL)
@@ -75,10 +86,10 @@ def _prepare(child):
             os.kill(os.getpid(), req.pdeathsig)
             os._exit(128 + req.pdeathsig)   # an init ignores it
         if req.private_fds:
-            os.close(child._parent_pidfd)
+            os.close(parent_pidfd)
 
 
-def _report(child, value=None, exc=None):
+def _report(child: Child, value: object = None, exc: BaseException | None = None) -> bool:
     """Hands the outcome to the parent; False if the value cannot be."""
     req = child._req
     if not req.result_channel:
@@ -86,15 +97,17 @@ def _report(child, value=None, exc=None):
     if req.vm:
         child._result, child._exception = value, exc     # shared memory
         return True
+    outbox = child._outbox
+    assert outbox is not None               # made by start() with the result channel
     data, is_value = _result_channel.encode(child.name, value, exc)
-    if not _still_ours(child, child._outbox, "result channel",
+    if not _still_ours(child, outbox, "result channel",
                        "cannot have the result: the child exits with status 1"):
         return False
-    _result_channel.send(child._outbox, data)
+    _result_channel.send(outbox, data)
     return is_value
 
 
-def _still_ours(child, fd, what, consequence):
+def _still_ours(child: Child, fd: int, what: str, consequence: str) -> bool:
     """Whether ``fd`` is still the file pyclone gave the child (the target may
     have closed it, and opened something else under its number)."""
     try:

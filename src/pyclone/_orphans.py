@@ -7,14 +7,19 @@ import atexit
 import os
 
 from . import _core
+from .flags import WALL
+
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Tuple
 
 #: (pid, fds) of running children whose Child is gone: reaped at the next
 #: Child.start() and at exit.
-_orphans: list = []
+_orphans: List[Tuple[int, List[int]]] = []
 _orphans_lock = _thread.allocate_lock()
 
 
-def close_all(fds):
+def close_all(fds: List[int]) -> None:
     """Closes and empties a list of fds (those already closed are skipped)."""
     while fds:
         fd = fds.pop()
@@ -24,13 +29,13 @@ def close_all(fds):
             pass
 
 
-def reap_orphans(block=False):
+def reap_orphans(block: bool = False) -> None:
     with _orphans_lock:
         pending = list(_orphans)
         _orphans.clear()
     for pid, fds in pending:
         try:
-            done = _core.waitpid(pid, _core.WALL | (0 if block else os.WNOHANG))[0] != 0
+            done = _core.waitpid(pid, WALL | (0 if block else os.WNOHANG))[0] != 0
         except ChildProcessError:
             done = True
         if done:
@@ -47,7 +52,7 @@ def reap_orphans(block=False):
 atexit.register(reap_orphans, True)
 
 
-def abandon(state):
+def abandon(state: Dict[str, Any]) -> None:
     """A Child was collected (or the interpreter is exiting) unjoined:
     ``state`` is its {"pid", "fds", "reaped"} record."""
     pid, fds, reaped = state["pid"], state["fds"], state["reaped"]

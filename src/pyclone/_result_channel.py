@@ -18,17 +18,18 @@ class ChildError(Exception):
         self.exc_type = exc_type
         self.traceback = traceback
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"in child {self.pid}: {self.traceback.rstrip()}"
 
 
-def open_channel():
+def open_channel() -> int:
     """In the parent, before the clone: the memfd the child will write."""
     import pickle  # noqa: F401 - loaded here, so that no child has to import it
     return os.memfd_create("pyclone-child-result", os.MFD_CLOEXEC)
 
 
-def encode(name, value=None, exc=None):
+def encode(name: str, value: object = None,
+           exc: BaseException | None = None) -> tuple[bytes, bool]:
     """In the child: (bytes to send, whether the outcome is the value)."""
     import pickle
     if exc is None:
@@ -42,7 +43,7 @@ def encode(name, value=None, exc=None):
     return pickle.dumps(("exc", type(exc).__qualname__, text)), False
 
 
-def send(fd, data):
+def send(fd: int, data: bytes) -> None:
     """In the child: writes ``data`` at the start of the memfd."""
     view = memoryview(data)
     offset = 0
@@ -50,7 +51,7 @@ def send(fd, data):
         offset += os.pwrite(fd, view[offset:], offset)
 
 
-def receive(fd, pid):
+def receive(fd: int, pid: int) -> tuple[object, BaseException | None]:
     """In the parent, after the reap: (result, exception); (None, None) when
     the child wrote nothing (it ended without returning)."""
     size = os.fstat(fd).st_size

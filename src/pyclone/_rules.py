@@ -8,6 +8,10 @@ from . import _clone
 from . import flags as F        # the flags as plain ints (IntFlag arithmetic is slow)
 from .flags import CSIGNAL, KNOWN_FLAGS as _KNOWN, MANAGED_FLAGS as _MANAGED, flag_names
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Any, Dict, Mapping, Optional, Tuple
+
 #: Default size of a child's stack (lazily committed: costs what it touches).
 DEFAULT_STACK_SIZE = 8 * 1024 * 1024
 #: Smallest stack_size accepted: Linus' clone example uses 16 KiB.  In
@@ -86,7 +90,7 @@ _FATAL_EXIT_SIGNALS = {
 _HARMLESS_BY_DEFAULT = frozenset((17, 18, 23, 28))    # CHLD, CONT, URG, WINCH
 
 
-def mode_of(bits):
+def mode_of(bits: int) -> str:
     """The execution mode the flags select: fork, borrowed, thread (docs/modes.md)."""
     if not bits & F.CLONE_VM:
         return "fork"
@@ -95,12 +99,12 @@ def mode_of(bits):
     return "thread"
 
 
-def check_callable(fn):
+def check_callable(fn: object) -> None:
     if not callable(fn):
         raise TypeError(f"fn must be callable, not {type(fn).__name__!r}")
 
 
-def check_int(value, what, bool_ok=True):
+def check_int(value: Any, what: str, bool_ok: bool = True) -> int:
     """``value`` as an int (anything with ``__index__``), else TypeError;
     ``bool_ok=False`` refuses True and False, where a count is meant."""
     if type(value) is int:
@@ -114,7 +118,8 @@ def check_int(value, what, bool_ok=True):
         raise TypeError(f"{what} must be an int, not {type(value).__name__!r}") from None
 
 
-def check_call_args(args, kwargs):
+def check_call_args(args: Any, kwargs: Optional[Mapping[str, Any]]
+                    ) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
     if type(args) is tuple and kwargs is None:
         return args, {}
     try:
@@ -128,7 +133,7 @@ def check_call_args(args, kwargs):
     return args, dict(kwargs)
 
 
-def check_legacy_exit_signal(exit_signal):
+def check_legacy_exit_signal(exit_signal: int) -> None:
     """The low byte of clone()'s flags."""
     if exit_signal & F.CLONE_NEWTIME:
         raise ValueError(
@@ -142,14 +147,14 @@ def check_legacy_exit_signal(exit_signal):
     check_exit_signal(exit_signal)
 
 
-def check_exit_signal(sig):
+def check_exit_signal(sig: int) -> None:
     """Exit signals that can never be right (any time, so cacheable)."""
     if sig in _FATAL_EXIT_SIGNALS:
         raise ValueError(f"exit signal {sig} is refused: {_FATAL_EXIT_SIGNALS[sig]}. "
                          "Use SIGCHLD (the default), 0 for none, or a signal you handle")
 
 
-def check_exit_signal_handled(sig, bits):
+def check_exit_signal_handled(sig: int, bits: int) -> None:
     """An exit signal that would terminate or stop the parent as things stand
     (its disposition is the default) is refused; checked at each call, as
     handlers change.  Under CLONE_PARENT the signal is the caller's parent's
@@ -165,7 +170,7 @@ def check_exit_signal_handled(sig, bits):
             "default) or 0")
 
 
-def _signal_name(sig):
+def _signal_name(sig: int) -> str:
     import signal
     try:
         return signal.Signals(sig).name
@@ -181,7 +186,7 @@ _clone_verdicts: dict[int, tuple[int, int, str]] = {}
 _clone3_verdicts: dict[int, str] = {}
 
 
-def check_clone_flags(flags):
+def check_clone_flags(flags: Any) -> Tuple[int, int, str]:
     """clone()'s flags word -> (bits, exit signal, mode), every check made."""
     try:
         verdict = _clone_verdicts.get(flags)
@@ -197,7 +202,7 @@ def check_clone_flags(flags):
     return verdict
 
 
-def check_clone3_bits(bits):
+def check_clone3_bits(bits: int) -> str:
     """clone3's flag bits -> the mode, every check made."""
     mode = _clone3_verdicts.get(bits)
     if mode is None:
@@ -208,14 +213,14 @@ def check_clone3_bits(bits):
     return mode
 
 
-def _check_parent_allowed():
+def _check_parent_allowed() -> None:
     """Not cacheable: a process may become an init (after setns, in a child)."""
     if os.getpid() == 1:
         raise ValueError("CLONE_PARENT is refused by the kernel in an init process "
                          "(pid 1 of its namespace): its children would have no reaper")
 
 
-def _check_flag_bits(bits, api):
+def _check_flag_bits(bits: int, api: str) -> None:
     unknown = bits & ~_KNOWN
     if unknown:
         raise ValueError(f"unknown clone flag bits {unknown:#x}; see pyclone.CloneFlags")
@@ -244,7 +249,7 @@ def _check_flag_bits(bits, api):
             "mode) and join with pyclone.waitpid(tid)")
 
 
-def check_stack_size(stack_size, mode):
+def check_stack_size(stack_size: object, mode: str) -> Optional[int]:
     """None, or a positive int >= MIN_STACK_SIZE; returned rounded up to pages.
 
     In fork mode the child runs on its copy of the caller's stack, so any
@@ -265,7 +270,7 @@ def check_stack_size(stack_size, mode):
     return -(-size // _PAGE) * _PAGE
 
 
-def check_flags_word(flags):
+def check_flags_word(flags: object) -> int:
     """A flags argument as a plain non-negative int."""
     flags = int(check_int(flags, "flags"))
     if flags < 0:
@@ -273,7 +278,7 @@ def check_flags_word(flags):
     return flags
 
 
-def split_legacy_flags(flags):
+def split_legacy_flags(flags: object) -> Tuple[int, int]:
     """clone()'s flags word -> (flag bits, exit signal), as plain ints."""
     flags = check_flags_word(flags)
     return flags & ~CSIGNAL, flags & CSIGNAL

@@ -6,10 +6,14 @@ import os
 
 from . import _rules
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Iterable, Optional
+
 _CAP_SETGID = 6
 
 
-def check_id_map(id_map, what):
+def check_id_map(id_map: Optional[Iterable[Iterable[int]]], what: str) -> Optional[bytes]:
     """None, or rows of (inside, outside, count) as the text the kernel reads."""
     if id_map is None:
         return None
@@ -28,7 +32,7 @@ def check_id_map(id_map, what):
     return "".join(f"{a} {b} {c}\n" for a, b, c in rows).encode()
 
 
-def write_id_maps(pid, uid_map, gid_map):
+def write_id_maps(pid: int, uid_map: Optional[bytes], gid_map: Optional[bytes]) -> None:
     """Writes the maps checked by check_id_map for child ``pid``."""
     if gid_map is not None and not _has_capability(_CAP_SETGID):
         # Without CAP_SETGID in the parent namespace the kernel accepts a
@@ -40,7 +44,7 @@ def write_id_maps(pid, uid_map, gid_map):
         _write_proc(pid, "gid_map", gid_map)
 
 
-def _has_capability(bit):
+def _has_capability(bit: int) -> bool:
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -51,7 +55,7 @@ def _has_capability(bit):
     return False
 
 
-def _write_proc(pid, name, data):
+def _write_proc(pid: int, name: str, data: bytes) -> None:
     fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
     try:
         os.write(fd, data)      # the kernel wants the whole map in one write

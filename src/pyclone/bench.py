@@ -6,6 +6,8 @@ Timing: for each pair (method, reference) the two run in interleaved rounds
 per-child time of each and their ratio.  The C baseline is the module
 pyclone._baseline, built with pyclone from benchmarks/baseline.c.
 """
+from __future__ import annotations
+
 import json
 import os
 import platform
@@ -18,33 +20,41 @@ import time
 from . import _core, _exit
 from .flags import CloneFlags as F
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+    Report = Dict[str, Any]
+
 MiB = 1024 * 1024
 BORROWED = F.CLONE_VM | F.CLONE_VFORK | signal.SIGCHLD
 THREAD = F.CLONE_VM | signal.SIGCHLD
 
 
-def _noop():
+def _noop() -> int:
     return 0
 
 
-def load_baseline():
+def load_baseline() -> Optional[ModuleType]:
     """The C baseline module (built with pyclone); None where it is missing."""
     try:
         from . import _baseline
     except ImportError:
         return None
-    return _baseline
+    module: ModuleType = _baseline
+    return module
 
 
-def methods(lib):
+def methods(lib: Optional[ModuleType]) -> Dict[str, Callable[[], object]]:
     """name -> zero-argument callable that starts, exits and reaps one child."""
-    def os_fork():
+    def os_fork() -> None:
         pid = os.fork()
         if pid == 0:
             os._exit(0)
         os.waitpid(pid, 0)
 
-    def os_fork_call():
+    def os_fork_call() -> None:
         # The same child work as pyclone's: call fn, flush stdio, leave.
         pid = os.fork()
         if pid == 0:
@@ -53,30 +63,30 @@ def methods(lib):
             os._exit(0)
         os.waitpid(pid, 0)
 
-    def fork_mode():
+    def fork_mode() -> None:
         _core.waitpid(_core.clone(_noop, signal.SIGCHLD))
 
-    def borrowed_mode():
+    def borrowed_mode() -> None:
         _core.waitpid(_core.clone(_noop, BORROWED))
 
-    def thread_mode():
+    def thread_mode() -> None:
         _core.waitpid(_core.clone(_noop, THREAD))
 
-    def spawn_borrowed():
+    def spawn_borrowed() -> None:
         _core.waitpid(_core.clone(os.execv, BORROWED, args=("/bin/true", ["/bin/true"])))
 
-    def spawn_subprocess():
+    def spawn_subprocess() -> None:
         subprocess.run(["/bin/true"], check=True)
 
-    def spawn_posix():
+    def spawn_posix() -> None:
         os.waitpid(os.posix_spawn("/bin/true", ["/bin/true"], {}), 0)
 
-    def threading_thread():
+    def threading_thread() -> None:
         t = threading.Thread(target=_noop)
         t.start()
         t.join()
 
-    table = {
+    table: Dict[str, Callable[[], object]] = {
         "os.fork": os_fork,
         "os.fork, child calls fn": os_fork_call,
         "fork mode": fork_mode,
@@ -109,7 +119,7 @@ PAIRS = [
 
 # ---- semaphore ping-pong between two tasks --------------------------------
 
-def _pingpong_child(ping, pong, rounds):
+def _pingpong_child(ping: Any, pong: Any, rounds: int) -> int:
     for _ in range(rounds):
         ping.acquire()
         pong.release()
@@ -119,17 +129,18 @@ def _pingpong_child(ping, pong, rounds):
     return 0
 
 
-def pingpong(kind, mode, rounds):
+def pingpong(kind: str, mode: str, rounds: int) -> float:
     """Seconds per round trip: the parent releases `ping`, a child of `mode`
     acquires it and releases `pong`, the parent acquires `pong`."""
     import multiprocessing
     from . import sync
-    make = {
+    makers: Dict[str, Callable[[], Any]] = {
         "Semaphore": lambda: sync.Semaphore(0),
         "Semaphore(robust=True)": lambda: sync.Semaphore(0, robust=True),
         "multiprocessing.Semaphore": lambda: multiprocessing.get_context("fork").Semaphore(0),
         "threading.Semaphore": lambda: threading.Semaphore(0),
-    }[kind]
+    }
+    make = makers[kind]
     ping, pong = make(), make()
     flags = THREAD if mode == "thread" else signal.SIGCHLD
     pid = _core.clone(_pingpong_child, flags, args=(ping, pong, rounds))
@@ -154,7 +165,7 @@ PINGPONG = [
 ]
 
 
-def run_pingpong(quick=False):
+def run_pingpong(quick: bool = False) -> List[Dict[str, Any]]:
     rounds, trips = (5, 300) if quick else (9, 2000)
     results = []
     for name, ref, mode in PINGPONG:
@@ -169,9 +180,11 @@ def run_pingpong(quick=False):
     return results
 
 
-def interleaved(a, b, rounds, batch):
+def interleaved(a: Callable[[], object], b: Callable[[], object], rounds: int,
+                batch: int) -> Tuple[float, float]:
     """Median seconds per call of a and b, run in alternating batches."""
-    ta, tb = [], []
+    ta: List[float] = []
+    tb: List[float] = []
     for _ in range(rounds):
         for fn, sink in ((a, ta), (b, tb)):
             t0 = time.perf_counter()
@@ -181,12 +194,13 @@ def interleaved(a, b, rounds, batch):
     return statistics.median(ta), statistics.median(tb)
 
 
-def ballast(size):
+def ballast(size: int) -> bytes:
     """Touched memory that makes the parent's RSS larger by `size` bytes."""
     return bytes([1]) * size if size else b""
 
 
-def run(quick=False, pairs=None, sizes=None):
+def run(quick: bool = False, pairs: Optional[Sequence[Tuple[str, str]]] = None,
+        sizes: Optional[Sequence[int]] = None) -> Report:
     lib = load_baseline()
     table = methods(lib)
     sizes = sizes if sizes is not None else ([0, 100 * MiB] if quick else [0, 100 * MiB, 1024 * MiB])
@@ -210,7 +224,7 @@ def run(quick=False, pairs=None, sizes=None):
             "results": results}
 
 
-def print_table(report):
+def print_table(report: Report) -> None:
     m = report["machine"]
     print(f"pyclone bench: CPython {m['python']}, Linux {m['kernel']}, {m['cpus']} CPUs, "
           f"{m['date']}; medians of interleaved rounds, microseconds per child "
@@ -223,7 +237,7 @@ def print_table(report):
         print("\n(no C baseline: this build of pyclone lacks pyclone._baseline)")
 
 
-def plot(report, path):
+def plot(report: Report, path: str) -> bool:
     """Start cost against parent RSS, one line per method: the picture of
     "why copy-on-write is not enough".  Needs matplotlib (the plot extra)."""
     try:
@@ -233,7 +247,7 @@ def plot(report, path):
     except ImportError:
         print("\n--plot needs matplotlib: pip install 'pyclone[plot]'")
         return False
-    lines = {}
+    lines: Dict[str, Dict[int, float]] = {}
     for r in report["results"]:
         if r["method"].startswith("ping-pong"):
             continue
@@ -259,7 +273,8 @@ def plot(report, path):
     return True
 
 
-def main(quick=False, json_path=None, plot_path=None):
+def main(quick: bool = False, json_path: Optional[str] = None,
+         plot_path: Optional[str] = None) -> int:
     report = run(quick=quick)
     report["results"] += run_pingpong(quick=quick)
     print_table(report)

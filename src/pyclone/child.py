@@ -12,17 +12,20 @@ import itertools
 import os
 import select
 import weakref
-# The C half of the signal module (signal.py's enums need enum, which would
-# cost more than the rest of this module).
-from _signal import SIGCHLD, SIGKILL, SIGTERM, pidfd_send_signal
 
 from . import _clone, _core, _in_child, _result_channel
 from ._child_request import ChildRequest
 from ._orphans import abandon, close_all, reap_orphans
 from ._result_channel import ChildError
+from .flags import WALL
 from ._userns import write_id_maps
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:          # signal's names, without signal.py's enum import at run time
+    from signal import SIGCHLD, SIGKILL, SIGTERM, pidfd_send_signal
+else:
+    from _signal import SIGCHLD, SIGKILL, SIGTERM, pidfd_send_signal
+
 if TYPE_CHECKING:
     import resource
     from typing import (Any, Callable, Dict, FrozenSet, Iterable, Mapping, Optional,
@@ -120,7 +123,7 @@ class Child:
             os.close(self._done[1])
         return self
 
-    def _open_fds(self, cgroup_fd):
+    def _open_fds(self, cgroup_fd: Optional[int]) -> None:
         """After the audit event, before the clone: the fds the child needs."""
         reap_orphans()
         req, fds = self._req, self._state["fds"]
@@ -140,11 +143,11 @@ class Child:
             self._parent_pidfd = os.pidfd_open(os.getpid())
             fds.append(self._parent_pidfd)
 
-    def _remember(self, fd):
+    def _remember(self, fd: int) -> None:
         st = os.fstat(fd)
         self._identity[fd] = (st.st_dev, st.st_ino)
 
-    def _abort(self):
+    def _abort(self) -> None:
         try:
             self.kill()
         finally:
@@ -235,7 +238,7 @@ class Child:
             ended = loop.create_future()
             fd = self.sentinel
 
-            def wake():
+            def wake() -> None:
                 if not ended.done():
                     ended.set_result(None)
             loop.add_reader(fd, wake)
@@ -293,13 +296,13 @@ class Child:
     def __enter__(self) -> "Child":
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         """Joins the child and releases its fds (result and exitcode stay)."""
         if self._pid is not None:
             self.join()
             self.close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if self._pid is None:
             state = "initial"
         elif self._exitcode is None:
@@ -308,17 +311,19 @@ class Child:
             state = f"exitcode={self._exitcode}"
         return f"<{type(self).__name__} name={self.name!r} pid={self._pid} {state}>"
 
-    def _check_started(self):
+    def _check_started(self) -> int:
         if self._pid is None:
             raise RuntimeError("the Child has not been started: call start() first")
+        return self._pid
 
-    def _reap(self, block):
+    def _reap(self, block: bool) -> None:
         with self._reap_lock:
             if self._exitcode is not None:
                 return
-            options = _core.WALL | (0 if block else os.WNOHANG)
+            me = self._check_started()
+            options = WALL | (0 if block else os.WNOHANG)
             try:
-                pid, status, usage = _core.wait4(self._pid, options)
+                pid, status, usage = _core.wait4(me, options)
             except ChildProcessError:
                 # Someone else reaped it (os.waitpid(-1), a SIGCHLD handler):
                 # its status is lost.  As asyncio's pidfd watcher does: warn,
@@ -327,14 +332,13 @@ class Child:
                 warnings.warn(f"{self.name}: child {self._pid} was reaped by someone else "
                               "(os.waitpid(-1, ...) or a SIGCHLD handler?); its exit status "
                               "is lost: exitcode is 255", RuntimeWarning, stacklevel=4)
-                pid, status, usage = self._pid, 255 << 8, None
+                pid, status, usage = me, 255 << 8, None
             if pid == 0:
                 return
             self._rusage = usage
             self._state["reaped"] = True
             if self._outbox is not None:
-                self._result, self._exception = _result_channel.receive(self._outbox,
-                                                                        self._pid)
+                self._result, self._exception = _result_channel.receive(self._outbox, me)
             self._exitcode = os.waitstatus_to_exitcode(status)
             keep = {self._pidfd} if self._pidfd is not None else set()
             fds = self._state["fds"]

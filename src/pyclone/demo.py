@@ -6,6 +6,8 @@ and reports its pid; the parent then looks at each and says whether the
 change reached it.  Then the seed programs run (Linus' clone example,
 Bernard's fork listing, the light-weight-process slides).
 """
+from __future__ import annotations
+
 import ctypes
 import os
 import signal
@@ -14,6 +16,10 @@ import tempfile
 
 from . import _core, _rules
 from .flags import CloneFlags as F
+
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import List, Sequence
 
 SIG = signal.SIGUSR1
 FLAG_SETS = [
@@ -34,7 +40,7 @@ COLUMNS = ["flags", "mode", "variable", "fd", "cwd", "umask", "handler py/kernel
 WIDTHS = [34, 9, 9, 8, 8, 8, 18, 9, 14]
 
 
-def _kernel_disposition(sig):
+def _kernel_disposition(sig: int) -> str:
     """'child's' (a handler), 'ignored' or 'default' in this process's kernel
     table: /proc, not signal.getsignal, which reads Python's own table."""
     masks = {}
@@ -48,11 +54,11 @@ def _kernel_disposition(sig):
     return "ignored" if masks.get("SigIgn", 0) & bit else "default"
 
 
-def _handler(signum, frame):
+def _handler(signum: int, frame: object) -> None:
     pass
 
 
-def run_row(name, bits, workdir):
+def run_row(name: str, bits: int, workdir: str) -> List[str]:
     """One flag set: returns the table cells."""
     mode = _rules.mode_of(bits)
     box = {"variable": "parent"}
@@ -62,7 +68,7 @@ def run_row(name, bits, workdir):
     hostname = socket.gethostname()
     r, w = os.pipe()
 
-    def child():
+    def child() -> int:
         box["variable"] = "child"
         os.close(fd)
         os.chdir(workdir)
@@ -118,11 +124,11 @@ def run_row(name, bits, workdir):
     return cells
 
 
-def print_row(cells):
+def print_row(cells: Sequence[object]) -> None:
     print("  ".join(str(c).ljust(w) for c, w in zip(cells, WIDTHS)).rstrip())
 
 
-def matrix():
+def matrix() -> None:
     print("What the child's change did to the parent (CHANGED = the parent saw it):\n")
     print_row(COLUMNS)
     print_row(["-" * w for w in WIDTHS])
@@ -140,11 +146,11 @@ def matrix():
           " through libc.\n")
 
 
-def seed_linus():
+def seed_linus() -> None:
     print("Linus Torvalds' clone example (CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND):")
     shared = {"show_same_vm": 0}
 
-    def cloned_process_starts_here(data):
+    def cloned_process_starts_here(data: int) -> None:
         print(f"child:\t got argument {data} as fd")
         shared["show_same_vm"] = 5
         print(f"child:\t vm = {shared['show_same_vm']}")
@@ -166,12 +172,12 @@ def seed_linus():
     print()
 
 
-def seed_bernard():
+def seed_bernard() -> None:
     print("Joey Bernard, listing 1 (fork): the child changes a variable and closes a file")
     state = {"variable": 9}
     fd = os.open("/dev/null", os.O_RDWR)
 
-    def child():
+    def child() -> None:
         state["variable"] = 42
         os.close(fd)
         print(f"child:\t variable = {state['variable']}, file closed")
@@ -182,12 +188,12 @@ def seed_bernard():
           f"{'still open' if still_open else 'closed'}\n")
 
 
-def seed_slides():
+def seed_slides() -> None:
     print("Light-weight process slides: threadFunction with a 64 kB stack")
     for share_files in (True, False):
         fd = os.open("/dev/null", os.O_RDWR)
 
-        def thread_function(argument):
+        def thread_function(argument: int) -> int:
             print("child thread entering")
             os.close(argument)
             print("child thread exiting")
@@ -207,7 +213,7 @@ def seed_slides():
     for vm in (False, True):
         buf = bytearray(b"hello from parent")
 
-        def child_func(arg):
+        def child_func(arg: bytearray) -> int:
             print(f'Child sees buf = "{arg.decode()}"')
             arg[:] = b"hello from child"
             return 0
@@ -218,7 +224,7 @@ def seed_slides():
     print()
 
 
-def main():
+def main() -> int:
     print("pyclone demo: Linux clone() from Python\n")
     matrix()
     seed_linus()

@@ -10,6 +10,12 @@ No enum at import: ``enum`` costs more than the rest of ``import pyclone``,
 and ``clone()`` needs only the numbers.  ``CloneFlags`` is built from the
 constants below the first time it is looked up.
 """
+from __future__ import annotations
+
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Any
+
 
 __all__ = ["CloneFlags", "CSIGNAL",  # noqa: F822 - CloneFlags: built by __getattr__ "WALL", "WCLONE", "WNOTHREAD",
            "MANAGED_FLAGS", "FLAG_VALUES", "KNOWN_FLAGS", "flag_names"]
@@ -110,16 +116,17 @@ MANAGED_FLAGS = (CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_SETTID
                  | CLONE_CHILD_CLEARTID | CLONE_DETACHED)
 
 
-def flag_names(bits):
+def flag_names(bits: int) -> str:
     """``"CLONE_VM|CLONE_FS"`` for the known bits of ``bits`` (for messages)."""
     names = [name for name, value in FLAG_VALUES.items() if bits & value]
     return "|".join(names) if names else "no flags"
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name == "CloneFlags":
         import enum
-        flags = enum.IntFlag("CloneFlags", FLAG_VALUES, module=__name__)
+        # (mypy cannot see members that come from a table: the one table of flags)
+        flags = enum.IntFlag("CloneFlags", FLAG_VALUES, module=__name__)  # type: ignore[misc]
         flags.__doc__ = ("The ``CLONE_*`` bits of clone(2) and clone3(2); each "
                          "is documented at its constant in pyclone.flags.")
         globals()["CloneFlags"] = flags

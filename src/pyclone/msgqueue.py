@@ -31,7 +31,7 @@ _PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
-def _close_fds(*fds):
+def _close_fds(*fds: int) -> None:
     for fd in fds:
         try:
             os.close(fd)
@@ -74,16 +74,16 @@ class Queue:
 
     # -- helpers -----------------------------------------------------------
 
-    def _check_open(self):
+    def _check_open(self) -> None:
         if self._closed:
             raise ValueError("operation on a closed Queue")
 
-    def _write_all(self, data):
+    def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(self._w, view):]
 
-    def _read_exact(self, n):
+    def _read_exact(self, n: int) -> bytes:
         chunks = []
         while n:
             chunk = os.read(self._r, n)

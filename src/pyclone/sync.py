@@ -23,7 +23,7 @@ from . import _clone, _rules
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
-    from typing import Optional
+    from typing import Optional, Tuple
 
 __all__ = ["Semaphore", "RecursiveSemaphore"]
 
@@ -36,7 +36,7 @@ _sysv_sets: "dict[int, int]" = {}  # id -> creating pid: removed at exit by thei
 
 
 @atexit.register
-def _remove_sysv_sets():
+def _remove_sysv_sets() -> None:
     me = os.getpid()
     for sem_id, creator in list(_sysv_sets.items()):
         if creator == me:
@@ -47,7 +47,7 @@ def _remove_sysv_sets():
     _sysv_sets.clear()
 
 
-def _check_timeout(blocking, timeout):
+def _check_timeout(blocking: bool, timeout: Optional[float]) -> float:
     """threading's rules: -> seconds to wait (-1 forever, 0 not at all)."""
     if not blocking:
         if timeout is not None:
@@ -105,7 +105,7 @@ class Semaphore:
         self._closed = False
 
     @staticmethod
-    def _free(robust, handle, creator, waiter=-1):
+    def _free(robust: bool, handle: int, creator: int, waiter: int = -1) -> None:
         if robust:
             if os.getpid() == creator and _sysv_sets.pop(handle, None) is not None:
                 try:
@@ -119,7 +119,7 @@ class Semaphore:
                 except OSError:
                     pass
 
-    def _live(self):
+    def _live(self) -> int:
         if self._closed or not self._finalizer.alive:
             raise ValueError("operation on a closed semaphore")
         return self._handle
@@ -148,7 +148,7 @@ class Semaphore:
                                  f"({limit})") from exc
             raise
 
-    def _check_release(self, n):
+    def _check_release(self, n: object) -> int:
         n = _rules.check_int(n, "n", bool_ok=False)
         if n < 1:
             raise ValueError(f"n must be at least 1, not {n}")
@@ -200,7 +200,7 @@ class Semaphore:
         return f"<pyclone.Semaphore {kind} {state}>"
 
 
-def _task_id():
+def _task_id() -> Tuple[int, int]:
     """(pid, tid) of the calling task: unique across every pyclone mode."""
     return os.getpid(), threading.get_native_id()
 
@@ -228,14 +228,14 @@ class RecursiveSemaphore:
         self._table = mmap.mmap(-1, max(mmap.PAGESIZE, value * self._SLOT.size),
                                 flags=mmap.MAP_SHARED)
 
-    def _find(self, task):
+    def _find(self, task: Tuple[int, int]) -> Tuple[Optional[int], int]:
         for i in range(self._slots):
             pid, tid, count = self._SLOT.unpack_from(self._table, i * self._SLOT.size)
             if count and (pid, tid) == task:
                 return i, count
         return None, 0
 
-    def _stale(self, pid):
+    def _stale(self, pid: int) -> bool:
         try:
             os.kill(pid, 0)
             return False
