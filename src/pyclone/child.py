@@ -194,7 +194,10 @@ class Child:
 
     @property
     def result(self) -> Any:
-        """What run() returned (after join)."""
+        """What run() returned (after join), or None before then, after a
+        failure, and with ``result_channel=False``.  Typed ``Any``: the value
+        is whatever the target returns (pickled back in fork mode, the object
+        itself under ``CLONE_VM``); annotate the variable you read it into."""
         return self._result
 
     @property
