@@ -137,15 +137,8 @@ wait_ms(struct deadline *d)
 static int
 eventfd_wait(int fd, int waiter, struct deadline *d, int *interrupted)
 {
+    /* The caller has just tried the read: sleep first. */
     for (;;) {
-        uint64_t one;
-        ssize_t n = read(fd, &one, sizeof one);
-        if (n == (ssize_t)sizeof one) {
-            return 1;
-        }
-        if (n < 0 && errno != EAGAIN && errno != EINTR) {
-            return -1;
-        }
         if (deadline_passed(d)) {
             return 0;
         }
@@ -164,6 +157,14 @@ eventfd_wait(int fd, int waiter, struct deadline *d, int *interrupted)
                 *interrupted = 1;
                 return 0;
             }
+            return -1;
+        }
+        uint64_t one;
+        ssize_t n = read(fd, &one, sizeof one);
+        if (n == (ssize_t)sizeof one) {
+            return 1;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
             return -1;
         }
     }
@@ -197,6 +198,14 @@ sem_eventfd_acquire(int fd, int waiter, double timeout)
         }
         if (PyErr_CheckSignals() < 0) {
             return -2;              /* a handler raised: propagate */
+        }
+        /* The handlers ran: try again, then sleep again. */
+        n = read(fd, &one, sizeof one);
+        if (n == (ssize_t)sizeof one) {
+            return 1;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            return -1;
         }
     }
 }
