@@ -8,7 +8,10 @@
  * owns the host's TLS: the host runs no libc code then, only the raw system
  * calls below (libc's syscall() would write errno, which is the child's).
  * When the child is gone the host cleans up after it if it did not do so
- * itself, returns to the pool, and exits after HOST_LINGER of idleness.
+ * itself, returns to the pool, and exits once the pool has been quiet (no
+ * host taken or returned) for HOST_LINGER.  A host holding its last child's
+ * thread state always parks (deleting it needs the GIL); HOST_POOL_MAX
+ * bounds the idle hosts of a process that hold none.
  */
 #define _GNU_SOURCE
 #include "host.h"
@@ -32,7 +35,7 @@
 #include "watchdog.h"
 
 #define HOST_POOL_MAX 16
-#define HOST_LINGER_NS 500000000L      /* idle hosts exit after 0.5 s */
+#define HOST_LINGER_NS 500000000L      /* idle hosts exit after 0.5 s of a quiet pool */
 #define HOST_MARGIN (64 * 1024)         /* the host's own frames, above the child's */
 
 /* ---- raw system calls: no errno, no TLS ------------------------------- */
