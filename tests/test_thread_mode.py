@@ -442,6 +442,37 @@ def test_running_children_are_joined_at_interpreter_exit(tmp_path):
 
 
 @SINGLE_THREADED
+def test_a_host_lent_to_a_running_child_holds_no_lock():
+    """The caller clones on a parked host's TLS; while the child runs, its
+    host sleeps in a futex wait, so it does not count as a thread that could
+    hold a lock at a fork."""
+    wait_for(lambda: pyclone._core.other_threads() == 0, 10)
+    sem = P.Semaphore(0)
+    pid = P.clone(sem.acquire, THREAD)
+    try:
+        assert pyclone._clone.lent_hosts() == 1
+        assert pyclone._core.other_threads() == 0
+    finally:
+        sem.release()
+        assert reap(pid) == 1           # acquire() returned True
+    assert pyclone._clone.lent_hosts() == 0     # the reaper cleaned up
+
+
+@pytest.mark.parametrize("fn, code", [(lambda: 7, 7), (lambda: os._exit(5), 5)],
+                         ids=["returns", "os._exit"])
+def test_a_child_reaped_by_os_waitpid_is_cleaned_up_by_its_host(fn, code):
+    """pyclone.waitpid cleans up after the child it reaps; after os.waitpid
+    the host does, once it looks (a child that ended without returning woke
+    it at its exit): it is back in the pool, serving the next child."""
+    idents = []
+    pid = P.clone(lambda: (idents.append(threading.get_ident()), fn())[1], THREAD)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == code
+    wait_for(lambda: pyclone._clone.lent_hosts() == 0, 10)
+    assert reap(P.clone(lambda: idents.append(threading.get_ident()), THREAD)) == 0
+    assert idents[0] == idents[1]       # the same host, and its TLS
+
+
+@SINGLE_THREADED
 def test_fork_mode_after_thread_mode_is_not_warned_about():
     import warnings
     # The timer threads of earlier tests' timeouts end shortly after them.

@@ -388,19 +388,27 @@ clone_borrowed(PyObject *module, PyObject *args)
     cstack_set(plan.tstate, st.low, st.top);
 
     struct vm_start start = {child_borrowed_main, &plan, st.top, NULL, NULL, NULL};
-    sigset_t all;
-    sigfillset(&all);
-    /* Release the GIL so other threads run while this one is suspended;
-     * block every signal so none is handled on the child's borrowed TLS
-     * before its thread state is attached (the child restores the mask). */
+    /* Release the GIL so other threads run while this one is suspended.
+     * The child starts with our mask: a signal it gets before its thread
+     * state is attached runs CPython's C-level handler, which needs none
+     * (it trips a flag and writes the wakeup fd, saving errno).  Only a
+     * child that may have to reset its handlers itself (CLONE_CLEAR_SIGHAND
+     * without clone3) starts with every signal blocked, until it has. */
     vm_register(&plan.vm, &plan.tid);
     PyThreadState *parent = PyEval_SaveThread();
-    (void)pthread_sigmask(SIG_SETMASK, &all, &plan.mask);
+    plan.blocked_start = (flags & CLONE_CLEAR_SIGHAND_BIT) != 0;
+    if (plan.blocked_start) {
+        sigset_t all;
+        sigfillset(&all);
+        (void)pthread_sigmask(SIG_SETMASK, &all, &plan.mask);
+    }
     pid_t pid = rawclone_vm(&req, &start, &plan.clear_sighand);
     int saved_errno = errno;
     /* Before this thread reuses the stack the child ran on. */
     void *abandoned = pid >= 0 && !plan.clean ? frames_abandon(plan.tstate) : NULL;
-    (void)pthread_sigmask(SIG_SETMASK, &plan.mask, NULL);
+    if (plan.blocked_start) {
+        (void)pthread_sigmask(SIG_SETMASK, &plan.mask, NULL);
+    }
     if (pid >= 0 && !plan.clean && !plan.vm.killed_safely) {
         watchdog_check(pid, compat_current_tstate() == plan.tstate);
     }
@@ -515,6 +523,12 @@ static PyObject *
 parked_hosts(PyObject *module, PyObject *unused)
 {
     return PyLong_FromLong(host_parked_count());
+}
+
+static PyObject *
+lent_hosts(PyObject *module, PyObject *unused)
+{
+    return PyLong_FromLong(host_lent_count());
 }
 
 static PyObject *
@@ -873,7 +887,10 @@ static PyMethodDef clone_methods[] = {
      "-1 if unknown."},
     {"parked_hosts", parked_hosts, METH_NOARGS,
      "parked_hosts($module)\n--\n\n"
-     "Host threads parked with no work (they hold no lock)."},
+     "Host threads parked in the pool or lent to a child (they hold no lock)."},
+    {"lent_hosts", lent_hosts, METH_NOARGS,
+     "lent_hosts($module)\n--\n\n"
+     "Host threads lent to a child that nobody has cleaned up after yet."},
     {"after_fork_child", after_fork_child, METH_NOARGS,
      "after_fork_child($module)\n--\n\n"
      "Forget what belonged to the parent's threads (in a fork child)."},

@@ -1,17 +1,41 @@
 /* host.c - see host.h.
  *
  * A host's life: created detached, with every signal blocked (inherited
- * from its creator); parked on its `go` word; given a job, it makes the
- * child's thread state (on its own TLS, so PyGILState finds it there),
- * issues the clone, reports the pid and parks again, this time on the
- * child's tid word.  Between the clone and that word turning 0 the child
- * owns the host's TLS: the host runs no libc code then, only the raw system
- * calls below (libc's syscall() would write errno, which is the child's).
- * When the child is gone the host cleans up after it if it did not do so
- * itself, returns to the pool, and exits once the pool has been quiet (no
- * host taken or returned) for HOST_LINGER.  A host holding its last child's
- * thread state always parks (deleting it needs the GIL); HOST_POOL_MAX
- * bounds the idle hosts of a process that hold none.
+ * from its creator), to make a thread state for a caller; then lent: the
+ * caller issues the clone itself, with CLONE_SETTLS at the host's thread
+ * pointer, on a stack carved below the host's parked frame, and returns at
+ * once (no hand-off to the host and back).  Between the clone and the
+ * child's exit the child owns the host's TLS: the host runs no libc code
+ * then, only the raw system calls and atomics of its parking loop (libc's
+ * syscall() would write errno, which is the child's).
+ *
+ * The host sleeps on the clone's tid word (CHILD_CLEARTID), which the
+ * kernel clears and wakes at the child's exit.  A child that ends cleanly
+ * (it released its thread state itself) first moves that word to the
+ * host's exit word (set_tid_address), so its exit does not wake the host:
+ * the waiter that reaps or joins it cleans up after it, on its own thread
+ * (bookkeeping only).  A child that ends otherwise (os._exit, a signal)
+ * wakes its host, which takes the GIL over if need be and deletes the
+ * child's thread state.  A clean child that nobody reaps through pyclone
+ * (os.waitpid) is cleaned up after by its host when it next looks, one
+ * linger period at most; a child that runs longer than that has its host
+ * wait for either word.  Cleaned up after, the host returns to the pool,
+ * and exits once the pool has been quiet (no host taken or returned) for
+ * HOST_LINGER.  A host holding its last child's thread state always parks
+ * (deleting it needs the GIL); HOST_POOL_MAX bounds the idle hosts of a
+ * process that hold none.
+ *
+ * The host's state word (the host sleeps on the tid word; callers that
+ * wait for a thread state sleep on this one):
+ *   PARKED   in the pool, asleep: a caller may claim it (PARKED -> LENT)
+ *            and clone on its TLS at once, without waking it;
+ *   GO       a caller's request (make a thread state, quit or leave);
+ *   AWAKE    the host runs its own code (libc, the GIL): not lendable;
+ *   LENT     lent to a child, which may own its TLS;
+ *   CLAIMED  the child is gone and a waiter is cleaning up after it.
+ * LENT and CLAIMED carry the lending's number, so that no claim or end of
+ * a cleanup can match a later lending.  The host runs libc code only in a
+ * state it won: AWAKE, from PARKED, GO or (its child gone) LENT.
  */
 #define _GNU_SOURCE
 #include "host.h"
@@ -28,6 +52,7 @@
 #include <unistd.h>
 
 #include "in_child.h"
+#include "kernel_abi.h"
 #include "stack.h"
 #include "cstack.h"
 #include "frames.h"
@@ -91,19 +116,69 @@ raw_futex_wake(void *addr, int private_)
  * by a CLONE_VM child process is a thread of that child, and the children it
  * clones are that child's.  So a caller is served only by hosts of its own
  * process, and a child process retires its hosts before it exits. */
+/* The host's state word: the state in the low 3 bits; LENT and CLAIMED
+ * carry the lending's number above them, so that a waiter's claim or a
+ * cleanup's end cannot match a later lending of the same host. */
+enum host_state {
+    HOST_AWAKE = 0,
+    HOST_PARKED = 1,
+    HOST_GO = 2,
+    HOST_LENT = 3,
+    HOST_CLAIMED = 4,
+};
+#define STATE_OF(w) ((w) & 7u)
+#define CLAIMED_FOR(lent) (((lent) & ~7u) | HOST_CLAIMED)
+
 struct host {
     size_t stack_size;          /* the child's share of the host's stack */
     char *stack_low;            /* lowest usable address of its stack, or NULL */
+    char *park_top;             /* a child's initial stack pointer: below the parked frame */
+    void *tp;                   /* its thread pointer, for CLONE_SETTLS */
     pid_t tgid, tid;            /* its process, and itself */
     pthread_t thread;
-    uint32_t go;                /* futex: a job (or quit) is waiting */
-    struct thread_job *job;
+    uint32_t word;              /* futex: state (see the top of file) */
+    uint32_t lendings;          /* numbers the lendings (its LENT words) */
+    pid_t child_tid;            /* CLONE_PARENT_SETTID/CHILD_CLEARTID word of its child */
+    pid_t exit_word;            /* ...where a child that ends cleanly moves CHILD_CLEARTID */
+    uint32_t child_known;       /* the clone returned: the child's pid is in its job */
+    int lent;                   /* in the list of lent hosts (host_lock) */
+    int exit_sleepers;          /* waiters asleep on exit_word (atomic) */
+    struct thread_job *job;     /* the request (GO) or the child (LENT) */
     int idle;                   /* parked in the pool (host_lock) */
     struct host **pprev;        /* in the pool, while idle */
     int quit;                   /* being retired: exit, to be joined */
+    int leave;                  /* not wanted in the pool: exit, detached */
     PyThreadState *spare;       /* a finished child's, reset, for the next one */
     struct host *next;
 };
+
+static inline uint32_t
+word_load(struct host *h)
+{
+    return __atomic_load_n(&h->word, __ATOMIC_SEQ_CST);
+}
+
+static inline int
+word_cas(struct host *h, uint32_t from, uint32_t to)
+{
+    return __atomic_compare_exchange_n(&h->word, &from, to, 0, __ATOMIC_SEQ_CST,
+                                       __ATOMIC_SEQ_CST);
+}
+
+static inline void
+word_store(struct host *h, uint32_t to)
+{
+    __atomic_store_n(&h->word, to, __ATOMIC_SEQ_CST);
+}
+
+/* The LENT word of h's next lending (by whoever lends it: the caller that
+ * claimed it parked, or the host after a request). */
+static inline uint32_t
+next_lent_word(struct host *h)
+{
+    uint32_t n = __atomic_add_fetch(&h->lendings, 1, __ATOMIC_SEQ_CST);
+    return (n << 3) | HOST_LENT;
+}
 
 /* Every operation below is O(1) or bounded by the pool's size: with
  * thousands of children ending at once, each list walk under a shared lock
@@ -179,17 +254,74 @@ host_none(void)
            && __atomic_load_n(&live_hosts, __ATOMIC_ACQUIRE) == 0;
 }
 
+/* Hosts lent to children (host_lock): asleep in their raw parking loop,
+ * they hold no lock either. */
+static struct host *lent_hosts;
+/* How many hosts of the home process are idle or lent (host_lock). */
+static int home_parked;
+
 int
 host_parked_count(void)
 {
     pid_t me = getpid();
     int n = 0;
     pthread_mutex_lock(&host_lock);
-    for (struct host *h = pool; h != NULL; h = h->next) {
+    if (me == home) {
+        n = home_parked;
+    }
+    else {
+        for (struct host *h = pool; h != NULL; h = h->next) {
+            n += h->tgid == me;
+        }
+        for (struct host *h = lent_hosts; h != NULL; h = h->next) {
+            n += h->tgid == me;
+        }
+    }
+    pthread_mutex_unlock(&host_lock);
+    return n;
+}
+
+int
+host_lent_count(void)
+{
+    pid_t me = getpid();
+    int n = 0;
+    pthread_mutex_lock(&host_lock);
+    for (struct host *h = lent_hosts; h != NULL; h = h->next) {
         n += h->tgid == me;
     }
     pthread_mutex_unlock(&host_lock);
     return n;
+}
+
+static void
+lent_link(struct host *h)
+{
+    pthread_mutex_lock(&host_lock);
+    h->lent = 1;
+    h->next = lent_hosts;
+    h->pprev = &lent_hosts;
+    if (lent_hosts != NULL) {
+        lent_hosts->pprev = &h->next;
+    }
+    lent_hosts = h;
+    home_parked += h->tgid == home;
+    pthread_mutex_unlock(&host_lock);
+}
+
+static void
+lent_unlink(struct host *h)
+{
+    pthread_mutex_lock(&host_lock);
+    if (h->lent) {
+        *h->pprev = h->next;
+        if (h->next != NULL) {
+            h->next->pprev = h->pprev;
+        }
+        h->lent = 0;
+        home_parked -= h->tgid == home;
+    }
+    pthread_mutex_unlock(&host_lock);
 }
 
 /* Idle hosts of every process sharing this memory (changed with host_lock
@@ -214,6 +346,7 @@ pool_link(struct host *h)       /* host_lock held */
     }
     pool = h;
     __atomic_add_fetch(&idle_hosts, 1, __ATOMIC_RELAXED);
+    home_parked += h->tgid == home;
 }
 
 static void
@@ -225,6 +358,7 @@ pool_unlink(struct host *h)     /* host_lock held, h idle */
     }
     h->idle = 0;
     __atomic_sub_fetch(&idle_hosts, 1, __ATOMIC_RELAXED);
+    home_parked -= h->tgid == home;
 }
 
 /* An idle host of process `me` with a stack of stack_size bytes, taken. */
@@ -240,7 +374,10 @@ pool_take(size_t stack_size, pid_t me)
         }
         pool_unlink(h);
         __atomic_add_fetch(&pool_epoch, 1, __ATOMIC_RELAXED);   /* (leaving is not) */
-        if (syscall(SYS_tgkill, h->tgid, h->tid, 0) != 0) {
+        /* The home process's hosts end only through the pool, or with it;
+         * another process sharing this memory may have ended abruptly,
+         * and its pid been reused. */
+        if (me != home && syscall(SYS_tgkill, h->tgid, h->tid, 0) != 0) {
             /* Died with its process (an abrupt exit): forget it. */
             host_free(h);
             continue;
@@ -363,12 +500,13 @@ registry_find(pid_t pid, int thread, int any)
     return NULL;
 }
 
-/* ---- the host thread -------------------------------------------------- */
+/* ---- cleaning up after a child ---------------------------------------- */
 
 /* The child is gone and the host owns its TLS again.  If the child did not
  * end cleanly, its thread state is still here: take the GIL (over, if the
  * child died holding it: its thread state is then the current one on this
- * TLS), release what its frames hold, clear and delete it. */
+ * TLS), release what its frames hold, clear and delete it.  The host's own
+ * thread only. */
 static void
 host_settle(struct thread_job *job)
 {
@@ -389,9 +527,9 @@ host_settle(struct thread_job *job)
     }
 }
 
-/* The job is over and this host parked (or leaving): tell waiters. */
+/* The job is over and its host parked (or leaving): tell waiters. */
 static void
-host_announce_done(struct thread_job *job)
+announce_done(struct thread_job *job)
 {
     pthread_mutex_lock(&registry_lock);
     job->done = 1;
@@ -404,75 +542,123 @@ host_announce_done(struct thread_job *job)
     pthread_mutex_unlock(&registry_lock);
 }
 
-/* Back in the pool (counted as parked); 0 if full: the host should exit. */
-static int
-host_repark(struct host *h)
+/* 1 once host h's child has exited: the kernel cleared one of its tid words
+ * (the clone's, or the one a clean end moved it to). */
+static inline int
+child_gone(struct host *h)
 {
-    return pool_put(h);
+    return __atomic_load_n(&h->child_known, __ATOMIC_SEQ_CST)
+           && (__atomic_load_n(&h->child_tid, __ATOMIC_SEQ_CST) == 0
+               || __atomic_load_n(&h->exit_word, __ATOMIC_SEQ_CST) == 0);
 }
 
-/* Runs one job; returns 0 if the host should exit afterwards. */
+/* The middle of a cleanup after host h's child, by the host or a waiter
+ * (who owns h's state word meanwhile, AWAKE or CLAIMED): h keeps the
+ * child's thread state if it left one, forgets the job and is back in the
+ * pool.  The cleaner then gives up the word and tells waiters
+ * (announce_done): parked before they hear (a fork-mode clone right after
+ * waitpid() then sees no busy thread).  Returns 0 if the pool is full: h
+ * must exit. */
 static int
-host_run(struct host *h, struct thread_job *job)
+host_repool(struct host *h, struct thread_job *job)
 {
-    /* Before the clone this is an ordinary thread: libc is fine.  The
-     * thread state is made (or was, for an earlier child) on this TLS. */
-    if (h->spare != NULL) {
-        job->tstate = h->spare;
-        h->spare = NULL;
-    }
-    else {
-        job->tstate = PyThreadState_New(job->interp);
-    }
-    job->tid_word = -1;
-    char here;
-    char *top = stack_carve_top(&here);
-    if (h->stack_low != NULL) {
-        cstack_set(job->tstate, h->stack_low, top);
-    }
-    struct clone_request req = job->req;
-    req.flags |= CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
-    struct vm_start start = {child_thread_main, job, top, __builtin_thread_pointer(),
-                             &job->tid_word, &job->tid_word};
-    pid_t pid = rawclone_vm(&req, &start, &job->clear_sighand);
-    if (pid < 0) {
-        int err = errno;            /* no child: errno is still ours */
-        job->done = 1;              /* nothing for waiters: the caller unlinks it */
-        PyEval_RestoreThread(job->tstate);
-        PyThreadState_Clear(job->tstate);
-        PyThreadState_DeleteCurrent();
-        job->err = err;
-        job->pid = -1;
-        /* Parked again before the caller hears of it; after the store the
-         * job is the caller's to free. */
-        int pooled = host_repark(h);
-        __atomic_store_n(&job->started, 1, __ATOMIC_SEQ_CST);
-        raw_futex_wake(&job->started, 1);
-        return pooled;
-    }
-    /* From here until the tid word is 0 the child owns our TLS. */
-    job->pid = pid;
-    __atomic_store_n(&job->started, 1, __ATOMIC_SEQ_CST);
-    raw_futex_wake(&job->started, 1);
-    for (;;) {
-        pid_t t = __atomic_load_n(&job->tid_word, __ATOMIC_SEQ_CST);
-        if (t == 0) {
-            break;
-        }
-        /* Not private: the kernel's wake at exit is a shared futex wake. */
-        raw_futex_wait(&job->tid_word, (uint32_t)t, 0, NULL);
-    }
-    host_settle(job);
     vm_unregister(&job->vm);
     if (job->keep_tstate) {
         h->spare = job->tstate;
     }
-    /* Parked before waiters hear the job is done: a fork-mode clone right
-     * after waitpid() then sees no busy thread. */
-    int pooled = host_repark(h);
-    host_announce_done(job);
+    h->job = NULL;
+    __atomic_store_n(&h->child_known, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&h->child_tid, 0, __ATOMIC_SEQ_CST);
+    lent_unlink(h);
+    int pooled = pool_put(h);
+    /* Whoever sleeps on the exit word (a joiner) looks again: the word
+     * changes before the sleepers are counted, so one that counts itself
+     * later does not fall asleep on it. */
+    __atomic_store_n(&h->exit_word, 0, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&h->exit_sleepers, __ATOMIC_SEQ_CST) > 0) {
+        raw_futex_wake(&h->exit_word, 0);
+    }
     return pooled;
 }
+
+/* Registry lock held, job not done, its child started: if the child is
+ * gone and the cleanup is nobody's yet, claims it (1: call waiter_cleanup
+ * after unlocking).  A child that did not end cleanly is its host's to
+ * clean up (its thread state is bound to the host's TLS; the exit that
+ * cleared the clone's tid word woke the host): 0, as while the child runs. */
+static int
+claim_cleanup(struct thread_job *job)
+{
+    struct host *h = job->host;
+    if (!child_gone(h) || !job->clean) {
+        return 0;
+    }
+    /* Fails if the host claimed it, or if what was read belongs to a later
+     * lending (the word has changed then). */
+    return word_cas(h, job->lent_word, CLAIMED_FOR(job->lent_word));
+}
+
+/* A waiter cleans up after a child that ended cleanly (claimed above): what
+ * the child left is bookkeeping only, done on the waiter's own thread,
+ * while the host sleeps on.  Then the host is lendable again (or told to
+ * exit if the pool is full). */
+static void
+waiter_cleanup(struct thread_job *job)
+{
+    struct host *h = job->host;
+    if (host_repool(h, job)) {
+        /* Unless a caller that found h in the pool made a request (GO)
+         * meanwhile.  A later lending changes the word: no other waiter of
+         * this job can then take its child for ours. */
+        (void)word_cas(h, CLAIMED_FOR(job->lent_word), HOST_PARKED);
+    }
+    else {
+        h->leave = 1;
+        word_store(h, HOST_GO);
+        raw_futex_wake(&h->child_tid, 0);
+    }
+    announce_done(job);
+}
+
+/* Registry lock held, job not done, its child started and not claimable by
+ * us: waits (the lock released) for a change.  While the host is still lent
+ * to the child and the child runs, on the exit word (a clean end clears it,
+ * and any cleanup wakes it); else on the registry's condition (a cleanup
+ * announces itself there). */
+static void
+wait_for_cleanup(struct thread_job *job)
+{
+    struct host *h = job->host;
+    pid_t e = __atomic_load_n(&h->exit_word, __ATOMIC_SEQ_CST);
+    if (e != 0 && !child_gone(h) && word_load(h) == job->lent_word) {
+        __atomic_add_fetch(&h->exit_sleepers, 1, __ATOMIC_SEQ_CST);
+        pthread_mutex_unlock(&registry_lock);
+        /* A cleanup that counted no sleeper has changed the word (and
+         * each lending gives it a value of its own): this returns at once. */
+        raw_futex_wait(&h->exit_word, (uint32_t)e, 0, NULL);
+        __atomic_sub_fetch(&h->exit_sleepers, 1, __ATOMIC_SEQ_CST);
+        pthread_mutex_lock(&registry_lock);
+        return;
+    }
+    pthread_cond_wait(&registry_cond, &registry_lock);
+}
+
+/* Registry lock held; `job` pending and started: cleans up after it if
+ * that is ours to do (1: the lock was dropped meanwhile, `job` may be
+ * gone). */
+static int
+cleanup_if_ours(struct thread_job *job)
+{
+    if (!claim_cleanup(job)) {
+        return 0;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    waiter_cleanup(job);
+    pthread_mutex_lock(&registry_lock);
+    return 1;
+}
+
+/* ---- the host thread -------------------------------------------------- */
 
 static pthread_mutex_t retire_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -495,12 +681,54 @@ host_drop_spare(struct host *h)
     }
 }
 
+/* The caller's clone on the lent TLS failed, or it asked for a thread
+ * state that could not be made: the host is parked again, unused. */
+static void
+host_unlend(struct host *h)
+{
+    h->job = NULL;
+    __atomic_store_n(&h->child_known, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&h->child_tid, 0, __ATOMIC_SEQ_CST);
+    word_store(h, HOST_PARKED);
+    (void)pool_put(h);          /* it holds a spare, or the pool has room */
+}
+
+/* Sleeps until either tid word of a running child changes: the kernel
+ * clears one and wakes its sleepers at the child's exit.  Waits on both
+ * with futex_waitv (Linux 5.16); without it, wakes every linger period. */
+static void
+wait_either_word(struct host *h, pid_t t, pid_t e, const struct timespec *linger)
+{
+#ifdef SYS_futex_waitv
+    struct {
+        uint64_t val, uaddr;
+        uint32_t flags, reserved;
+    } words[2] = {
+        {(uint32_t)t, (uint64_t)(uintptr_t)&h->child_tid, 2 /* FUTEX2_SIZE_U32 */, 0},
+        {(uint32_t)e, (uint64_t)(uintptr_t)&h->exit_word, 2, 0},
+    };
+    long r = raw_syscall4(SYS_futex_waitv, (long)words, 2, 0, 0);
+    if (r != -ENOSYS) {
+        return;
+    }
+#else
+    (void)e;
+#endif
+    raw_futex_wait(&h->child_tid, (uint32_t)t, 0, linger);
+}
+
 static void *
 host_main(void *arg)
 {
     struct host *h = arg;
     const struct timespec linger = {0, HOST_LINGER_NS};
+    char here;
     h->tid = (pid_t)syscall(SYS_gettid);
+    h->tp = __builtin_thread_pointer();
+    /* Children run below this frame, which the parking loop never leaves
+     * while one may be running: all it does then is inline raw system
+     * calls and atomics, well within CARVE_MARGIN. */
+    h->park_top = stack_carve_top(&here);
     /* Cheap for a thread glibc created (no /proc read, as for the main one). */
     pthread_attr_t attr;
     if (pthread_getattr_np(pthread_self(), &attr) == 0) {
@@ -512,27 +740,90 @@ host_main(void *arg)
         }
         pthread_attr_destroy(&attr);
     }
-    /* Created with its first job: not parked. */
+    /* Created with a request waiting (GO).  The host sleeps on the clone's
+     * tid word: requests wake it there, and so does the exit of a child
+     * that did not end cleanly, while lending the host (the word leaves 0
+     * without a wake) and a clean end (which moves the word) do not. */
+    unsigned epoch = __atomic_load_n(&pool_epoch, __ATOMIC_RELAXED);
+    uint32_t seen = 0;          /* the lending last looked at */
     for (;;) {
-        unsigned epoch = __atomic_load_n(&pool_epoch, __ATOMIC_RELAXED);
-        while (__atomic_load_n(&h->go, __ATOMIC_SEQ_CST) == 0) {
-            raw_futex_wait(&h->go, 0, 1, &linger);
+        uint32_t w = word_load(h);
+        pid_t t = __atomic_load_n(&h->child_tid, __ATOMIC_SEQ_CST);
+        switch (STATE_OF(w)) {
+        case HOST_GO:
+            word_store(h, HOST_AWAKE);
+            if (__atomic_load_n(&h->quit, __ATOMIC_SEQ_CST)) {
+                host_drop_spare(h);
+                return NULL;        /* retired: joined (and freed) by its process */
+            }
+            if (h->leave) {
+                goto leave;
+            }
+            /* A thread state for the caller's child, made here so that it
+             * is bound to this TLS, where the child runs (PyGILState finds
+             * it there); if it cannot be made the caller reports ENOMEM. */
+            if (h->spare == NULL) {
+                h->spare = PyThreadState_New(h->job->interp);
+            }
+            /* Lent from here on: the caller clones on our TLS. */
+            word_store(h, next_lent_word(h));
+            raw_futex_wake(&h->word, 0);
+            continue;
+        case HOST_PARKED: {
+            raw_futex_wait(&h->child_tid, (uint32_t)t, 0, &linger);
+            if (word_load(h) != HOST_PARKED) {
+                continue;                   /* lent, or a request */
+            }
             unsigned now = __atomic_load_n(&pool_epoch, __ATOMIC_RELAXED);
             if (now != epoch) {
                 epoch = now;                /* still busy: linger on */
                 continue;
             }
-            if (__atomic_load_n(&h->go, __ATOMIC_SEQ_CST) == 0 && pool_leave(h)) {
+            if (!word_cas(h, HOST_PARKED, HOST_AWAKE)) {
+                continue;
+            }
+            if (pool_leave(h)) {
                 goto leave;
             }
+            /* Taken from the pool: the taker's request follows (or came). */
+            (void)word_cas(h, HOST_AWAKE, HOST_PARKED);
+            continue;
         }
-        __atomic_store_n(&h->go, 0, __ATOMIC_SEQ_CST);
-        if (__atomic_load_n(&h->quit, __ATOMIC_SEQ_CST)) {
-            host_drop_spare(h);
-            return NULL;            /* retired: joined (and freed) by its process */
-        }
-        if (!host_run(h, h->job)) {
-            goto leave;
+        case HOST_LENT:
+            if (child_gone(h)) {
+                /* No waiter has claimed it (yet): ours to clean up, unless
+                 * what we read is a later lending's (then w differs). */
+                if (!word_cas(h, w, HOST_AWAKE)) {
+                    continue;
+                }
+                struct thread_job *job = h->job;
+                host_settle(job);
+                int pooled = host_repool(h, job);
+                announce_done(job);
+                if (!pooled) {
+                    goto leave;
+                }
+                (void)word_cas(h, HOST_AWAKE, HOST_PARKED);   /* unless a request came */
+                epoch = __atomic_load_n(&pool_epoch, __ATOMIC_RELAXED);
+                continue;
+            }
+            if (w != seen || t <= 0) {
+                /* First look (or the clone is under way): a waiter cleans
+                 * up after most children, so sleep as parked for one linger
+                 * period and look again. */
+                seen = w;
+                raw_futex_wait(&h->child_tid, (uint32_t)t, 0, &linger);
+            }
+            else {
+                /* A long-running child: wake at its exit, however it ends. */
+                wait_either_word(h, t, __atomic_load_n(&h->exit_word, __ATOMIC_SEQ_CST),
+                                 &linger);
+            }
+            continue;
+        default:                /* CLAIMED: a waiter is cleaning up */
+            raw_futex_wait(&h->child_tid, (uint32_t)t, 0, &linger);
+            epoch = __atomic_load_n(&pool_epoch, __ATOMIC_RELAXED);
+            continue;
         }
     }
 leave:
@@ -543,6 +834,7 @@ leave:
     return NULL;
 }
 
+/* A new host, started with a request (GO) for `job`'s thread state. */
 static struct host *
 host_create(size_t stack_size, struct thread_job *job)
 {
@@ -554,8 +846,8 @@ host_create(size_t stack_size, struct thread_job *job)
     h->stack_size = stack_size;
     h->tgid = getpid();
     count_owner(h->tgid, +1);
-    h->job = job;               /* created with its first job waiting */
-    h->go = 1;
+    h->job = job;
+    h->word = HOST_GO;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, stack_size + HOST_MARGIN + CARVE_MARGIN);
@@ -578,6 +870,92 @@ host_create(size_t stack_size, struct thread_job *job)
 
 /* ---- the caller's side ------------------------------------------------ */
 
+/* A host lent to `job` (job->lent_word set), holding a thread state for
+ * it, or NULL with errno set.  GIL held; released only while a host makes
+ * a thread state. */
+static struct host *
+host_borrow(struct thread_job *job)
+{
+    struct host *h = pool_take(job->stack_size, job->owner);
+    if (h != NULL) {
+        h->job = job;
+        uint32_t n = __atomic_load_n(&h->lendings, __ATOMIC_SEQ_CST) + 1;
+        uint32_t lent = (n << 3) | HOST_LENT;
+        if (h->spare != NULL && word_cas(h, HOST_PARKED, lent)) {
+            /* The common case: parked with a thread state, lent at once. */
+            __atomic_store_n(&h->lendings, n, __ATOMIC_SEQ_CST);
+            job->lent_word = lent;
+            return h;
+        }
+        /* Awake (leaving the pool, finishing a cleanup), or it has no
+         * thread state: a request. */
+        (void)__atomic_exchange_n(&h->word, HOST_GO, __ATOMIC_SEQ_CST);
+        raw_futex_wake(&h->child_tid, 0);
+    }
+    else {
+        h = host_create(job->stack_size, job);
+        if (h == NULL) {
+            return NULL;
+        }
+    }
+    uint32_t w;
+    Py_BEGIN_ALLOW_THREADS
+    while (STATE_OF(w = word_load(h)) != HOST_LENT) {
+        raw_futex_wait(&h->word, w, 0, NULL);
+    }
+    Py_END_ALLOW_THREADS
+    job->lent_word = w;
+    if (h->spare == NULL) {
+        host_unlend(h);
+        errno = ENOMEM;
+        return NULL;
+    }
+    return h;
+}
+
+/* Issues the clone on lent host h's TLS and stack.  The child must start
+ * with every signal blocked (it resets handlers, if asked, before it
+ * installs the caller's mask), so the caller blocks them around the call. */
+static pid_t
+clone_on_host(struct thread_job *job, struct host *h)
+{
+    job->tstate = h->spare;
+    h->spare = NULL;
+    job->exit_word = &h->exit_word;
+    /* Negative, and this lending's own: a waiter asleep on it for an
+     * earlier child cannot take this one's for it. */
+    __atomic_store_n(&h->exit_word, -(pid_t)(job->lent_word >> 3), __ATOMIC_SEQ_CST);
+    __atomic_store_n(&h->child_tid, -1, __ATOMIC_SEQ_CST);
+    if (h->stack_low != NULL) {
+        cstack_set(job->tstate, h->stack_low, h->park_top);
+    }
+    struct clone_request req = job->req;
+    req.flags |= CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
+    struct vm_start start = {child_thread_main, job, h->park_top, h->tp,
+                             &h->child_tid, &h->child_tid};
+    /* A child that may have to reset its handlers itself (CLONE_CLEAR_SIGHAND
+     * without clone3) must receive no signal before it has: it starts with
+     * every signal blocked and then installs the caller's mask.  Any other
+     * child starts with the caller's mask, as it should. */
+    job->blocked_start = (req.flags & CLONE_CLEAR_SIGHAND_BIT) != 0;
+    if (job->blocked_start) {
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &job->mask);
+    }
+    pid_t pid = rawclone_vm(&req, &start, &job->clear_sighand);
+    int err = errno;
+    if (job->blocked_start) {
+        pthread_sigmask(SIG_SETMASK, &job->mask, NULL);
+    }
+    if (pid < 0) {
+        h->spare = job->tstate;     /* unused */
+        job->tstate = NULL;
+        errno = err;
+    }
+    return pid;
+}
+
 pid_t
 host_start(struct thread_job *job, int *pidfd)
 {
@@ -585,40 +963,33 @@ host_start(struct thread_job *job, int *pidfd)
     job->interp = PyThreadState_GetInterpreter(PyThreadState_Get());
     job->owner = getpid();
     count_owner(job->owner, +1);
-    pthread_sigmask(SIG_BLOCK, NULL, &job->mask);
-    vm_register(&job->vm, &job->tid_word);
     registry_add(job);
 
-    struct host *h = pool_take(job->stack_size, job->owner);
+    pid_t pid = -1;
+    struct host *h = host_borrow(job);
+    int err = errno;
     if (h != NULL) {
-        h->job = job;
-        __atomic_store_n(&h->go, 1, __ATOMIC_SEQ_CST);
-        raw_futex_wake(&h->go, 1);
-    }
-    else if (host_create(job->stack_size, job) == NULL) {
-        int err = errno;
-        pthread_mutex_lock(&registry_lock);
-        registry_unlink(job);
-        pthread_mutex_unlock(&registry_lock);
-        vm_unregister(&job->vm);
-        Py_DECREF(job->plan);
-        job_free(job);
-        errno = err;
-        return -1;
+        job->host = h;
+        vm_register(&job->vm, &h->child_tid);
+        lent_link(h);
+        pid = clone_on_host(job, h);
+        err = errno;
+        if (pid < 0) {
+            lent_unlink(h);
+            vm_unregister(&job->vm);
+            host_unlend(h);
+        }
+        else {
+            /* Before a waiter or the host may clean up after it. */
+            job->pid = pid;
+            __atomic_store_n(&h->child_known, 1, __ATOMIC_SEQ_CST);
+        }
     }
 
-    Py_BEGIN_ALLOW_THREADS
-    while (__atomic_load_n(&job->started, __ATOMIC_SEQ_CST) == 0) {
-        raw_futex_wait(&job->started, 0, 1, NULL);
-    }
-    Py_END_ALLOW_THREADS
-
-    /* A quick child may be gone already: its host frees a process child's
-     * job once it is done and we have read the pid (registry lock). */
+    /* A quick child may be gone already: whoever cleaned up after it frees
+     * a process child's job once we have read the pid (registry lock). */
     pthread_mutex_lock(&registry_lock);
-    pid_t pid = job->pid;
-    int err = job->err;
-    *pidfd = job->req.pidfd_out != NULL ? job->pidfd : -1;
+    *pidfd = pid >= 0 && job->req.pidfd_out != NULL ? job->pidfd : -1;
     registry_seen(job);
     if (pid < 0) {
         registry_unlink(job);
@@ -627,9 +998,11 @@ host_start(struct thread_job *job, int *pidfd)
         registry_unlink(job);
         job_free(job);
     }
+    else {
+        pthread_cond_broadcast(&registry_cond);     /* join_all_of may wait for the start */
+    }
     pthread_mutex_unlock(&registry_lock);
     if (pid < 0) {
-        vm_unregister(&job->vm);
         Py_DECREF(job->plan);
         job_free(job);
         errno = err;
@@ -647,8 +1020,9 @@ host_join_thread(pid_t tid, int nohang, int *status)
         pthread_mutex_unlock(&registry_lock);
         return -1;
     }
-    while (!job->done && !nohang) {
-        pthread_cond_wait(&registry_cond, &registry_lock);
+    /* A thread's job stays until it is joined: `job` outlives the waits. */
+    while (!job->done && !cleanup_if_ours(job) && !nohang) {
+        wait_for_cleanup(job);
     }
     int done = job->done;
     if (done) {
@@ -672,17 +1046,22 @@ int
 host_settled(pid_t pid)
 {
     pthread_mutex_lock(&registry_lock);
-    int settled = pending_process_job(pid) == NULL;
+    struct thread_job *job = pending_process_job(pid);
+    if (job != NULL && cleanup_if_ours(job)) {
+        job = pending_process_job(pid);
+    }
     pthread_mutex_unlock(&registry_lock);
-    return settled;
+    return job == NULL;
 }
 
 void
 host_wait_settled(pid_t pid)
 {
     pthread_mutex_lock(&registry_lock);
-    while (pending_process_job(pid) != NULL) {
-        pthread_cond_wait(&registry_cond, &registry_lock);
+    for (struct thread_job *job; (job = pending_process_job(pid)) != NULL;) {
+        if (!cleanup_if_ours(job)) {
+            wait_for_cleanup(job);
+        }
     }
     pthread_mutex_unlock(&registry_lock);
 }
@@ -692,14 +1071,23 @@ join_all_of(pid_t me)
 {
     pthread_mutex_lock(&registry_lock);
     for (;;) {
-        int running = 0;
+        struct thread_job *running = NULL;
         for (struct thread_job *j = registry; j != NULL; j = j->next) {
-            running |= !j->done && j->owner == me;
+            if (!j->done && j->owner == me) {
+                running = j;
+                break;
+            }
         }
-        if (!running) {
+        if (running == NULL) {
             break;
         }
-        pthread_cond_wait(&registry_cond, &registry_lock);
+        if (!running->caller_seen) {
+            /* Still starting: host_start broadcasts when it is done. */
+            pthread_cond_wait(&registry_cond, &registry_lock);
+        }
+        else if (!cleanup_if_ours(running)) {
+            wait_for_cleanup(running);
+        }
     }
     pthread_mutex_unlock(&registry_lock);
 }
@@ -721,6 +1109,8 @@ host_after_fork_child(void)
     registry_lock = fresh_mutex;
     registry_cond = fresh_cond;
     pool = NULL;            /* their memory is leaked in this child, on purpose */
+    lent_hosts = NULL;
+    home_parked = 0;
     live_hosts = 0;
     idle_hosts = 0;
     retire_lock = fresh_mutex;
@@ -756,8 +1146,8 @@ host_leave_process(void)
             break;
         }
         __atomic_store_n(&h->quit, 1, __ATOMIC_SEQ_CST);
-        __atomic_store_n(&h->go, 1, __ATOMIC_SEQ_CST);
-        raw_futex_wake(&h->go, 1);
+        (void)__atomic_exchange_n(&h->word, HOST_GO, __ATOMIC_SEQ_CST);
+        raw_futex_wake(&h->child_tid, 0);
         pthread_join(h->thread, NULL);
         host_free(h);
     }

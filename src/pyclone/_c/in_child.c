@@ -261,7 +261,9 @@ child_borrowed_main(void *arg)
     if (plan->clear_sighand) {
         child_reset_handlers();
     }
-    (void)pthread_sigmask(SIG_SETMASK, &plan->mask, NULL);
+    if (plan->blocked_start) {
+        (void)pthread_sigmask(SIG_SETMASK, &plan->mask, NULL);
+    }
     /* Our own thread state: the parent's frames stay untouched on its own.
      * This waits for the GIL like any thread (the parent released it). */
     PyEval_RestoreThread(plan->tstate);
@@ -286,7 +288,9 @@ child_thread_main(void *arg)
     if (job->clear_sighand) {
         child_reset_handlers();     /* our own table: no CLONE_SIGHAND here */
     }
-    (void)pthread_sigmask(SIG_SETMASK, &job->mask, NULL);
+    if (job->blocked_start) {
+        (void)pthread_sigmask(SIG_SETMASK, &job->mask, NULL);
+    }
     PyEval_RestoreThread(job->tstate);
     vm_running(&job->vm, job->tstate);
     int status = child_call_target(job->plan);
@@ -314,6 +318,13 @@ child_thread_main(void *arg)
         job->clean = 1;             /* shared memory: nothing left for the host */
         PyThreadState_DeleteCurrent();  /* and the GIL */
     }
+    /* Nothing of ours is left for the host to clean up: let our exit clear
+     * (and wake) the exit word instead of the tid word the host sleeps on,
+     * so that the waiter which reaps us tidies up and the host sleeps on
+     * (a host woken at every exit is one more context switch per child).
+     * set_tid_address only changes this task's own pointer and cannot
+     * fail, so errno (ours now, on the host's TLS) is untouched. */
+    (void)syscall(SYS_set_tid_address, job->exit_word);
     if (status < 0 && !(job->flags & CLONE_THREAD)) {
         /* Nothing held any more: end as killed by that signal. */
         child_die_by_signal(-status, (job->flags & CLONE_SIGHAND) != 0);

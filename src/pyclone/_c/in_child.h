@@ -49,7 +49,8 @@ struct borrowed_plan {
     struct vm_entry vm;     /* for terminate (terminate.h) */
     volatile pid_t tid;     /* the child's, stored by the child first thing */
     uint64_t flags;
-    sigset_t mask;          /* the caller's mask */
+    sigset_t mask;          /* the caller's mask, with blocked_start */
+    int blocked_start;      /* the child starts with every signal blocked */
     int clear_sighand;
     int clean;              /* set by the child just before it exits normally */
 };
