@@ -474,35 +474,29 @@ clone_thread(PyObject *module, PyObject *args)
 #endif
 }
 
-static PyObject *
-thread_join(PyObject *module, PyObject *args)
+#if PYCLONE_HAVE_VM_MODES
+/* CLONE_THREAD children cannot be waited for: joins `tid` if it is one.
+ * -1 if it is not, 0 if it still runs and nohang, else 1 and *wstatus the
+ * wait status a process would have: WIFSIGNALED for a child that ended as
+ * killed (pyclone.Terminated), else WIFEXITED.  GIL held. */
+static int
+join_thread_child(pid_t tid, int nohang, int *wstatus)
 {
-    int tid, nohang, status = 0, r;
-    if (!PyArg_ParseTuple(args, "ip:thread_join", &tid, &nohang)) {
-        return NULL;
-    }
-    if (host_none()) {
-        Py_RETURN_NONE;
-    }
+    int status = 0;
     /* A look first, with the GIL (the registry lock is never held while
      * waiting for the GIL); release it only to wait. */
-    r = host_join_thread((pid_t)tid, 1, &status);
+    int r = host_join_thread(tid, 1, &status);
     if (r == 0 && !nohang) {
         Py_BEGIN_ALLOW_THREADS
-        r = host_join_thread((pid_t)tid, 0, &status);
+        r = host_join_thread(tid, 0, &status);
         Py_END_ALLOW_THREADS
     }
-    if (r < 0) {
-        Py_RETURN_NONE;
+    if (r == 1) {
+        *wstatus = status < 0 ? (-status) & 0x7f : (status & 0xff) << 8;
     }
-    if (r == 0) {
-        return Py_BuildValue("ii", 0, 0);
-    }
-    /* The wait status a process would have: WIFSIGNALED for a child that
-     * ended as killed (pyclone.Terminated), else WIFEXITED. */
-    int wstatus = status < 0 ? (-status) & 0x7f : (status & 0xff) << 8;
-    return Py_BuildValue("ii", tid, wstatus);
+    return r;
 }
+#endif
 
 static PyObject *
 join_thread_children(PyObject *module, PyObject *unused)
@@ -627,13 +621,40 @@ rusage_tuple(const struct rusage *ru)
 }
 
 static PyObject *
-wait_pid(PyObject *module, PyObject *args)
+wait_pid(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    int pid, with_rusage = 0;
-    unsigned int options;
-    if (!PyArg_ParseTuple(args, "iI|p:wait_pid", &pid, &options, &with_rusage)) {
+    /* METH_FASTCALL, ints already checked by the Python layer: in fork mode
+     * every object this touches before the child is reaped is one more
+     * copy-on-write fault (on 3.9-3.11 even a small int's refcount is a
+     * write). */
+    if (nargs < 2 || nargs > 3 || !PyLong_Check(args[0]) || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "wait_pid(pid, options[, with_rusage]): ints");
         return NULL;
     }
+    long pid_l = PyLong_AsLong(args[0]);
+    unsigned long options_l = PyLong_AsUnsignedLong(args[1]);
+    int with_rusage = nargs == 3 ? PyObject_IsTrue(args[2]) : 0;
+    if ((pid_l == -1 || options_l == (unsigned long)-1 || with_rusage < 0) && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (pid_l < INT_MIN || pid_l > INT_MAX || options_l > 0xffffffffUL) {
+        PyErr_SetString(PyExc_OverflowError, "pid or options out of range");
+        return NULL;
+    }
+    int pid = (int)pid_l;
+    unsigned int options = (unsigned int)options_l;
+#if PYCLONE_HAVE_VM_MODES
+    if (pid > 0 && !host_none()) {
+        int wstatus = 0;
+        int joined = join_thread_child((pid_t)pid, (options & WNOHANG) != 0, &wstatus);
+        if (joined >= 0) {
+            /* A thread of ours: the kernel keeps no rusage of it apart. */
+            int got = joined ? pid : 0;
+            return with_rusage ? Py_BuildValue("iiO", got, wstatus, Py_None)
+                               : Py_BuildValue("ii", got, wstatus);
+        }
+    }
+#endif
     int status = 0;
     struct rusage ru;
     memset(&ru, 0, sizeof ru);      /* what WNOHANG with nothing to reap gives */
@@ -873,10 +894,6 @@ static PyMethodDef clone_methods[] = {
      "clone_thread($module, plan, flags, exit_signal, stack_size, extras=None, /)\n--\n\n"
      "Thread-mode clone on a host thread's TLS; returns once the child runs: the\n"
      "pid, or (pid, pidfd or -1) with extras."},
-    {"thread_join", thread_join, METH_VARARGS,
-     "thread_join($module, tid, nohang, /)\n--\n\n"
-     "(tid, status) of an ended CLONE_THREAD child of ours, (0, 0) if it still\n"
-     "runs and nohang, None if tid is not such a child."},
     {"join_thread_children", join_thread_children, METH_NOARGS,
      "join_thread_children($module)\n--\n\n"
      "Wait until every thread-mode child has finished."},
@@ -940,10 +957,12 @@ static PyMethodDef clone_methods[] = {
     {"signal_thread", signal_thread, METH_VARARGS,
      "signal_thread($module, tid, sig, /)\n--\n\n"
      "tgkill() to a thread of this process."},
-    {"wait_pid", wait_pid, METH_VARARGS,
+    {"wait_pid", (PyCFunction)(void (*)(void))wait_pid, METH_FASTCALL,
      "wait_pid($module, pid, options, with_rusage=False, /)\n--\n\n"
      "wait4(2), retried on EINTR: (pid, status), plus struct rusage's 16 fields\n"
-     "as a tuple with with_rusage.  options may hold __WALL/__WCLONE."},
+     "as a tuple with with_rusage (None for a CLONE_THREAD child of ours, which\n"
+     "it joins: (0, 0) while it runs under WNOHANG).  options may hold\n"
+     "__WALL/__WCLONE."},
     {"process_single_threaded", process_single_threaded, METH_NOARGS,
      "process_single_threaded($module)\n--\n\n"
      "True if glibc knows this process never created a thread."},

@@ -222,18 +222,23 @@ def launch(fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: Optional[Dict[
 
 def _start_fork(bits: int, exit_signal: int, stack_size: Optional[int], plan: Plan,
                 stacklevel: int, extras: Optional[Extras]) -> Any:
+    # Every page this touches, before or after the fork, is written once
+    # more per child (the fork write-protects them all again): the plain
+    # case takes the shortest path.
     _exit.flush_std_streams()    # never duplicate buffered output
-    if extras is None:
+    method: Optional[int]
+    if extras is None and exit_signal == SIGCHLD and not bits & ~_UNSHAREABLE:
+        method, unshare = _FORK_LIBC, bits      # fork_method's first case
+    elif extras is None:
         method, unshare = fork_method(bits, exit_signal)
     else:
         method, unshare = fork_method(bits, exit_signal,
                                       raw_only=extras[1] >= 0 or bool(extras[2]),
                                       prefer_raw=extras[0])
-    _warn_threads(method, stacklevel + 1)
-    # Decide everything now: after the fork, every page the parent touches
-    # while the child lives is a copy-on-write fault.
-    warn_after = (method in (_clone.FORK_LIBC, _clone.FORK_LIBC_INTERMEDIATE)
-                  and _WARNS_LIKE_OS_FORK and not _clone.process_single_threaded())
+    if method is None:
+        _warn_threads(method, stacklevel + 1)
+    warn_after = (_WARNS_LIKE_OS_FORK and method in (_FORK_LIBC, _clone.FORK_LIBC_INTERMEDIATE)
+                  and not _clone.process_single_threaded())
     count_now = warn_after and not _COUNTS_AFTER_HOOKS
     pid = _clone.clone_fork(plan, bits, exit_signal,
                             _clone.FORK_RAW if method is None else method,
@@ -275,6 +280,8 @@ _STARTS = {"fork": _start_fork, "borrowed": _start_borrowed, "thread": _start_th
 _claim_guard = _clone.claim_guard
 _clone_borrowed = _clone.clone_borrowed
 _clone_thread = _clone.clone_thread
+_wait_pid = _clone.wait_pid
+_FORK_LIBC = _clone.FORK_LIBC
 
 
 def clone(fn: Callable[..., Any], flags: int = SIGCHLD,
@@ -345,13 +352,10 @@ def waitpid(pid: int = -1, options: int = WALL) -> Tuple[int, int]:
     Defaults to ``WALL`` so that children with any exit signal are found, and
     accepts ``WCLONE`` (0x80000000), which overflows ``os.waitpid``.
     """
-    pid, options = _check_wait_args(pid, options)
-    if pid > 0:
-        # CLONE_THREAD children are not waitable: join them by their tid.
-        joined = _clone.thread_join(pid, bool(options & os.WNOHANG))
-        if joined is not None:
-            return joined
-    return _clone.wait_pid(pid, options)
+    if type(pid) is not int or type(options) is not int or not 0 <= options < 1 << 32:
+        pid, options = _check_wait_args(pid, options)
+    # (A CLONE_THREAD child is not waitable: the C core joins it by its tid.)
+    return _wait_pid(pid, options)
 
 
 def wait4(pid: int = -1, options: int = WALL) -> Tuple[int, int, Optional[resource.struct_rusage]]:
@@ -365,12 +369,9 @@ def wait4(pid: int = -1, options: int = WALL) -> Tuple[int, int, Optional[resour
     """
     import resource
     pid, options = _check_wait_args(pid, options)
-    if pid > 0:
-        joined = _clone.thread_join(pid, bool(options & os.WNOHANG))
-        if joined is not None:
-            return joined[0], joined[1], (None if joined[0] else
-                                          resource.struct_rusage((0.0, 0.0) + (0,) * 14))
-    pid, status, usage = _clone.wait_pid(pid, options, True)
+    pid, status, usage = _wait_pid(pid, options, True)
+    if usage is None:                   # a CLONE_THREAD child
+        return pid, status, None if pid else resource.struct_rusage((0.0, 0.0) + (0,) * 14)
     return pid, status, resource.struct_rusage(usage)
 
 
