@@ -32,6 +32,9 @@ EVENTFD_MAX = 0xFFFFFFFFFFFFFFFE
 #: Largest value of a System V semaphore (SEMVMX).
 SYSV_MAX = 32767
 
+_eventfd_wait = _clone.sem_eventfd_wait
+_sysv_wait = _clone.sem_sysv_wait
+
 _sysv_sets: "dict[int, int]" = {}  # id -> creating pid: removed at exit by their creator
 
 
@@ -130,8 +133,8 @@ class Semaphore:
             raise ValueError("operation on a closed semaphore")
         wait = -1.0 if blocking is True and timeout is None else _check_timeout(blocking, timeout)
         if self._robust:
-            return _clone.sem_sysv_wait(self._handle, wait)
-        return _clone.sem_eventfd_wait(self._handle, self._waiter, wait)
+            return _sysv_wait(self._handle, wait)
+        return _eventfd_wait(self._handle, self._waiter, wait)
 
     def release(self, n: int = 1) -> None:
         """Give back ``n`` permits (to whichever tasks wait)."""
