@@ -660,8 +660,17 @@ wait_pid(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     memset(&ru, 0, sizeof ru);      /* what WNOHANG with nothing to reap gives */
     /* A look first, with the GIL, as threading's join does: a child that
      * has ended is reaped without a GIL hand-off.  With many tasks waiting
-     * for the GIL, each hand-off puts this thread at the back of them all. */
-    pid_t r = wait4(pid, &status, (int)options | WNOHANG, with_rusage ? &ru : NULL);
+     * for the GIL, each hand-off puts this thread at the back of them all.
+     * (Not for a thread-mode child known to run: it needs the GIL to end.) */
+    pid_t r = 0;
+#if PYCLONE_HAVE_VM_MODES
+    int look = options & WNOHANG || pid <= 0 || host_none() || !host_child_running(pid);
+#else
+    int look = 1;
+#endif
+    if (look) {
+        r = wait4(pid, &status, (int)options | WNOHANG, with_rusage ? &ru : NULL);
+    }
     while (r == 0 && !(options & WNOHANG)) {
         Py_BEGIN_ALLOW_THREADS
         r = wait4(pid, &status, (int)options, with_rusage ? &ru : NULL);

@@ -230,7 +230,13 @@ host_init(void)
 int
 host_owns_nothing(pid_t me)
 {
-    return me != home && __atomic_load_n(&foreign, __ATOMIC_SEQ_CST) == 0;
+    return me != home && host_owns_nothing_but_home();
+}
+
+int
+host_owns_nothing_but_home(void)
+{
+    return __atomic_load_n(&foreign, __ATOMIC_SEQ_CST) == 0;
 }
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -1032,6 +1038,17 @@ host_join_thread(pid_t tid, int nohang, int *status)
     }
     pthread_mutex_unlock(&registry_lock);
     return done;
+}
+
+int
+host_child_running(pid_t pid)
+{
+    pthread_mutex_lock(&registry_lock);
+    struct thread_job *job = registry_find(pid, 0, 0);
+    int running = job != NULL && !job->done && word_load(job->host) == job->lent_word
+                  && !child_gone(job->host);
+    pthread_mutex_unlock(&registry_lock);
+    return running;
 }
 
 /* The pending job of process child `pid`, or NULL (registry_lock held). */

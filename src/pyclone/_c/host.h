@@ -106,6 +106,12 @@ void host_init(void);
  * belongs to the home process: `me` has nothing of its own to join or
  * retire (lock-free, exact). */
 int host_owns_nothing(pid_t me);
+/* The same for a process known not to be the home one. */
+int host_owns_nothing_but_home(void);
+
+/* True when `pid` is a thread-mode child process of ours that still runs
+ * (waitpid need not look before it waits).  GIL or not. */
+int host_child_running(pid_t pid);
 
 
 #endif

@@ -174,9 +174,12 @@ child_die_by_signal(int sig, int shared_sighand)
  * children and retires its own host threads (host.h): they are threads of
  * this process, and would outlive it otherwise. */
 static void PYCLONE_NOINLINE
-child_leave_process(void)
+child_leave_process(int vm_child)
 {
-    if (host_none() || host_owns_nothing((pid_t)syscall(SYS_getpid))) {
+    /* A CLONE_VM child process is never its memory's home process: it owns
+     * something only if some process but the home one does (no getpid). */
+    if (host_none() || (vm_child ? host_owns_nothing_but_home()
+                                 : host_owns_nothing((pid_t)syscall(SYS_getpid)))) {
         /* Thread mode never used, or only by the home process: nothing of
          * ours to wait for, and no GIL hand-off (with many children ending
          * at once, each one is another turn at the GIL). */
@@ -243,7 +246,7 @@ child_after_fork(const struct fork_child_plan *plan)
     PyOS_AfterFork_Child();
     (void)pthread_sigmask(SIG_SETMASK, plan->mask, NULL);
     int status = child_call_target(plan->plan);
-    child_leave_process();
+    child_leave_process(0);
     if (status < 0) {
         child_die_by_signal(-status, 0);    /* a process of its own */
     }
@@ -271,7 +274,7 @@ child_borrowed_main(void *arg)
     vm_running(&plan->vm, plan->tstate);
     int status = child_call_target(plan->plan);
     vm_done(&plan->vm);
-    child_leave_process();
+    child_leave_process(1);
     plan->clean = 1;        /* shared memory: the parent may reuse our state */
     if (status < 0) {
         /* Holding the GIL, as _exit would: the parent takes it over. */
@@ -296,7 +299,7 @@ child_thread_main(void *arg)
     int status = child_call_target(job->plan);
     vm_done(&job->vm);
     if (!(job->flags & CLONE_THREAD)) {
-        child_leave_process();      /* our own process: retire its hosts */
+        child_leave_process(1);     /* our own process: retire its hosts */
     }
     job->status = status;
     Py_CLEAR(job->plan);
