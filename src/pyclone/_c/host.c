@@ -300,18 +300,36 @@ host_lent_count(void)
     return n;
 }
 
+/* The pool and the lent list are doubly linked through next/pprev (a host
+ * is in one of them at most): O(1) in and out.  host_lock held. */
+static void
+host_list_push(struct host **head, struct host *h)
+{
+    h->next = *head;
+    h->pprev = head;
+    if (*head != NULL) {
+        (*head)->pprev = &h->next;
+    }
+    *head = h;
+    home_parked += h->tgid == home;
+}
+
+static void
+host_list_remove(struct host *h)
+{
+    *h->pprev = h->next;
+    if (h->next != NULL) {
+        h->next->pprev = h->pprev;
+    }
+    home_parked -= h->tgid == home;
+}
+
 static void
 lent_link(struct host *h)
 {
     pthread_mutex_lock(&host_lock);
     h->lent = 1;
-    h->next = lent_hosts;
-    h->pprev = &lent_hosts;
-    if (lent_hosts != NULL) {
-        lent_hosts->pprev = &h->next;
-    }
-    lent_hosts = h;
-    home_parked += h->tgid == home;
+    host_list_push(&lent_hosts, h);
     pthread_mutex_unlock(&host_lock);
 }
 
@@ -320,12 +338,8 @@ lent_unlink(struct host *h)
 {
     pthread_mutex_lock(&host_lock);
     if (h->lent) {
-        *h->pprev = h->next;
-        if (h->next != NULL) {
-            h->next->pprev = h->pprev;
-        }
+        host_list_remove(h);
         h->lent = 0;
-        home_parked -= h->tgid == home;
     }
     pthread_mutex_unlock(&host_lock);
 }
@@ -345,26 +359,16 @@ pool_link(struct host *h)       /* host_lock held */
 {
     __atomic_add_fetch(&pool_epoch, 1, __ATOMIC_RELAXED);
     h->idle = 1;
-    h->next = pool;
-    h->pprev = &pool;
-    if (pool != NULL) {
-        pool->pprev = &h->next;
-    }
-    pool = h;
+    host_list_push(&pool, h);
     __atomic_add_fetch(&idle_hosts, 1, __ATOMIC_RELAXED);
-    home_parked += h->tgid == home;
 }
 
 static void
 pool_unlink(struct host *h)     /* host_lock held, h idle */
 {
-    *h->pprev = h->next;
-    if (h->next != NULL) {
-        h->next->pprev = h->pprev;
-    }
+    host_list_remove(h);
     h->idle = 0;
     __atomic_sub_fetch(&idle_hosts, 1, __ATOMIC_RELAXED);
-    home_parked -= h->tgid == home;
 }
 
 /* An idle host of process `me` with a stack of stack_size bytes, taken. */
