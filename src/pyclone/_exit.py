@@ -56,7 +56,9 @@ def status_of_result(result: object) -> int:
 def on_return(result: object) -> int:
     """Called by the C core in the child when fn returned."""
     flush_std_streams()
-    return status_of_result(result)
+    # A thread-mode child's whole life is a few calls: None (the common
+    # result) takes no further one.
+    return 0 if result is None else status_of_result(result)
 
 
 def on_exception(exc: BaseException) -> int:
