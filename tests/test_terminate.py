@@ -4,6 +4,7 @@ and ends as a process killed by SIGTERM; the parent goes on unharmed.  A
 fork-mode child simply gets SIGTERM."""
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -79,6 +80,25 @@ def test_child_blocked_in_read_is_ended_at_once():
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_a_child_killed_at_a_safe_point_leaves_no_exception_pending():
+    """Killed in a read, the child had no exception set: up to 3.12 one
+    left pending on its dead thread state kept the interpreter's "pending"
+    flag set for good, and on 3.11 a tracing child then spun on it."""
+    r, w = os.pipe()
+    try:
+        pid = pyclone.clone(read_forever, THREAD, args=(r,))
+        time.sleep(0.05)
+        pyclone.terminate(pid)
+        assert reap(pid) == -signal.SIGTERM
+    finally:
+        os.close(r)
+        os.close(w)
+    events = []
+    pid = pyclone.clone(sys.settrace, BORROWED, args=(lambda *a: events.append(a[1]),))
+    assert reap(pid) == 0
+    assert "call" in events             # its tracer saw pyclone's own calls after it
 
 
 @pytest.mark.parametrize("body", [spin, sleep, allocate], ids=lambda f: f.__name__)

@@ -302,26 +302,40 @@ terminate_vm_child(pid_t tid, PyObject *exc_type, double timeout)
         if (stage == VM_DONE) {
             return 2;                   /* it ends by itself */
         }
+        /* A CLONE_THREAD child is a thread of ours: SIGSTOP would stop us
+         * too.  It gets the exception only. */
+        int thread = stage == VM_RUNNING && syscall(SYS_tgkill, getpid(), tid, 0) == 0;
         if (stage == VM_RUNNING && !asked) {
+            /* We hold the GIL: the child is not running Python.  It waits
+             * for the GIL, runs C code, or sleeps in a system call: in one
+             * that is a safe point it is signalled at once, before any
+             * exception is set (see below). */
+            if (!thread && terminate_signal_at_safe_point(tid, SIGTERM) != 0) {
+                return 2;
+            }
             if (set_async_exc(t, tid, exc_type) < 1) {
                 return 2;
             }
             asked = 1;
-            /* A CLONE_THREAD child is a thread of ours: SIGSTOP would stop
-             * us too.  It gets the exception only. */
-            if (syscall(SYS_tgkill, getpid(), tid, 0) == 0) {
+            if (thread) {
                 return 1;
             }
         }
-        if (stage == VM_RUNNING) {
+        else if (stage == VM_RUNNING) {
             if (t->async_exc == NULL) {
                 return 1;               /* raised: it is unwinding */
             }
-            /* We hold the GIL: the child is not running Python.  It waits
-             * for the GIL, runs C code, or sleeps in a system call. */
+            /* Pending.  Up to 3.12 CPython keeps one "asynchronous exception
+             * pending" flag for the whole interpreter and clears it only
+             * when a thread takes its exception: killed with it pending, the
+             * child would leave every thread checking for it at every
+             * bytecode (and 3.11's tracing spinning on it).  From 3.13 the
+             * flag is the thread state's own and goes with it. */
+#if PY_VERSION_HEX >= 0x030D0000
             if (terminate_signal_at_safe_point(tid, SIGTERM) != 0) {
                 return 2;
             }
+#endif
         }
         if (seconds_since(&start) > timeout) {
             /* Still starting, or never at a safe point: the exception (if
