@@ -185,6 +185,128 @@ def test_a_release_wakes_one_waiter_not_all():
         sem.close()
 
 
+needs_blocking_eventfd = pytest.mark.skipif(
+    not P._clone.sem_eventfd_blocking(),
+    reason="this kernel's eventfd refuses preadv2(RWF_NOWAIT): the eventfd stays "
+           "non-blocking and every waiter sleeps on the epoll instance")
+
+
+def _sleeper_word(sem):
+    return struct.unpack_from("I", sem._sleeper)[0]
+
+
+def _syscall_nr(tid):
+    with open(f"/proc/self/task/{tid}/syscall") as f:
+        return f.read().split()[0]
+
+
+@needs_blocking_eventfd
+def test_forever_waiters_one_sleeps_in_read_the_rest_on_epoll():
+    # One waiter sleeps in read() of the eventfd (one system call per
+    # hand-off); the others on the epoll instance, so a release still wakes
+    # at most the reader and one epoll sleeper, not all.
+    sem = P.Semaphore(0)
+    winners = []
+    tids = {}
+
+    def waiter(i):
+        tids[i] = threading.get_native_id()
+        if sem.acquire():
+            winners.append(i)
+    threads = [threading.Thread(target=waiter, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: len(tids) == 8 and _sleeper_word(sem) == 1
+                 and sum(_sleeps_in_poll(tid) for tid in tids.values()) == 7, timeout=5)
+        reader = [i for i, tid in tids.items() if not _sleeps_in_poll(tid)]
+        assert len(reader) == 1
+        calls = {i: _syscall_nr(tid) for i, tid in tids.items()}
+        assert len({calls[i] for i in tids if i != reader[0]}) == 1
+        assert calls[reader[0]] != calls[(reader[0] + 1) % 8]     # read, not epoll_wait
+        before = {i: _voluntary_switches(tid) for i, tid in tids.items()}
+        sem.release()
+        wait_for(lambda: winners, timeout=5)
+        time.sleep(0.1)
+        woken = [i for i, tid in tids.items()
+                 if i not in winners and _voluntary_switches(tid) != before[i]]
+        assert len(woken) <= 2, f"{len(woken)} of 7 losing waiters woke for one permit"
+    finally:
+        sem.release(8 - len(winners))
+        for t in threads:
+            t.join()
+    assert len(winners) == 8
+    assert sem.acquire(False) is False
+    assert _sleeper_word(sem) == 0
+    sem.close()
+
+
+@needs_blocking_eventfd
+def test_the_read_sleeper_word_is_shared_with_fork_mode_children():
+    sem, done = P.Semaphore(0), P.Semaphore(0)
+
+    def child():
+        return 0 if sem.acquire() and done.release() is None else 1
+    pid = P.clone(child, FORK)
+    try:
+        wait_for(lambda: _sleeper_word(sem) == 1, timeout=5)   # the child, asleep in read()
+    finally:
+        sem.release()
+    assert done.acquire(timeout=10)
+    assert reap(pid) == 0
+    assert _sleeper_word(sem) == 0
+    sem.close()
+    done.close()
+
+
+@needs_blocking_eventfd
+def test_a_reader_killed_asleep_leaves_the_semaphore_working():
+    # The word is a hint: with its holder gone, waiters use the epoll
+    # instance, and every permit still reaches one of them.
+    sem = P.Semaphore(0)
+    pid = P.clone(lambda: 0 if sem.acquire() else 1, FORK)
+    try:
+        wait_for(lambda: _sleeper_word(sem) == 1, timeout=5)
+    finally:
+        os.kill(pid, signal.SIGKILL)        # fork mode: its own interpreter
+    assert reap(pid) == -signal.SIGKILL
+    assert _sleeper_word(sem) == 1
+    got = []
+    t = threading.Thread(target=lambda: got.append(sem.acquire()))
+    t.start()
+    wait_for(lambda: t.native_id is not None and _sleeps_in_poll(t.native_id), timeout=5)
+    sem.release()
+    t.join(timeout=10)
+    assert got == [True]
+    sem.close()
+
+
+@needs_blocking_eventfd
+def test_a_large_release_makes_the_eventfd_non_blocking_so_overflow_still_raises():
+    # A blocking eventfd would make a release past the counter's limit wait
+    # for ever; a release of 2**20 or more switches it to non-blocking first,
+    # and a reader already asleep in read() still gets its permit.
+    sem = P.Semaphore(0)
+    got = []
+    t = threading.Thread(target=lambda: got.append(sem.acquire()))
+    t.start()
+    wait_for(lambda: _sleeper_word(sem) == 1, timeout=5)
+    assert os.get_blocking(sem.fileno())
+    sem.release(P.sync.EVENTFD_MAX)
+    t.join(timeout=10)
+    assert got == [True]
+    assert not os.get_blocking(sem.fileno())
+    with pytest.raises(ValueError, match="past its maximum"):
+        sem.release(2)                      # count: EVENTFD_MAX - 1
+    assert sem.acquire() is True            # no reader in read() again: it is EAGAIN now
+    sem.close()
+    big = P.Semaphore(P.sync.EVENTFD_MAX - 1)
+    assert not os.get_blocking(big.fileno())
+    with pytest.raises(ValueError, match="past its maximum"):
+        big.release(2)
+    big.close()
+
+
 @pytest.mark.parametrize("robust", [False, True], ids=["plain", "robust"])
 def test_a_holder_that_dies_while_holding(robust):
     """robust=True: the kernel gives the dead holder's permit back

@@ -766,17 +766,70 @@ int_arg(PyObject *o, int *out)
     return 0;
 }
 
+/* The sleeper word of an eventfd semaphore (sem.c): the first 4 bytes of a
+ * writable shared mapping (an mmap object), held as a buffer while it is
+ * used, so that it cannot be unmapped under a task asleep without the GIL. */
+static int
+sleeper_word(PyObject *mapping, Py_buffer *word)
+{
+    if (PyObject_GetBuffer(mapping, word, PyBUF_WRITABLE) < 0) {
+        return -1;
+    }
+    if (word->len < (Py_ssize_t)sizeof(uint32_t) || (uintptr_t)word->buf % sizeof(uint32_t) != 0) {
+        PyBuffer_Release(word);
+        PyErr_SetString(PyExc_ValueError, "the sleeper word must be 4 aligned bytes");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 sem_eventfd_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     int fd, waiter;
     double timeout;
-    if (fast_args("sem_eventfd_wait", nargs, 3) < 0 || int_arg(args[0], &fd) < 0
+    if (fast_args("sem_eventfd_wait", nargs, 4) < 0 || int_arg(args[0], &fd) < 0
         || int_arg(args[1], &waiter) < 0
-        || ((timeout = PyFloat_AsDouble(args[2])) == -1.0 && PyErr_Occurred())) {
+        || ((timeout = PyFloat_AsDouble(args[3])) == -1.0 && PyErr_Occurred())) {
         return NULL;
     }
-    return acquired(sem_eventfd_acquire(fd, waiter, timeout), "eventfd read");
+    if (args[2] == Py_None) {
+        return acquired(sem_eventfd_acquire(fd, waiter, NULL, timeout), "eventfd read");
+    }
+    Py_buffer word;
+    if (sleeper_word(args[2], &word) < 0) {
+        return NULL;
+    }
+    int r = sem_eventfd_acquire(fd, waiter, (uint32_t *)word.buf, timeout);
+    int err = errno;
+    PyBuffer_Release(&word);
+    errno = err;
+    return acquired(r, "eventfd read");
+}
+
+static PyObject *
+sem_eventfd_unblock_(PyObject *module, PyObject *args)
+{
+    int fd;
+    PyObject *mapping;
+    Py_buffer word;
+    if (!PyArg_ParseTuple(args, "iO:sem_eventfd_unblock", &fd, &mapping)
+        || sleeper_word(mapping, &word) < 0) {
+        return NULL;
+    }
+    int r = sem_eventfd_unblock(fd, (uint32_t *)word.buf);
+    int err = errno;
+    PyBuffer_Release(&word);
+    if (r < 0) {
+        return raise_errno(err, "fcntl");
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sem_eventfd_blocking_(PyObject *module, PyObject *unused)
+{
+    return PyBool_FromLong(sem_eventfd_blocking());
 }
 
 static PyObject *
@@ -961,9 +1014,19 @@ static PyMethodDef clone_methods[] = {
      "An epoll fd (close-on-exec) watching eventfd fd: blocked waiters sleep\n"
      "on it, and a release wakes one of them instead of all."},
     {"sem_eventfd_wait", (PyCFunction)(void (*)(void))sem_eventfd_wait, METH_FASTCALL,
-     "sem_eventfd_wait($module, fd, waiter, timeout, /)\n--\n\n"
+     "sem_eventfd_wait($module, fd, waiter, sleeper, timeout, /)\n--\n\n"
      "Take one permit: True, or False after timeout seconds (< 0: forever,\n"
-     "0: do not wait).  waiter: sem_eventfd_waiter(fd), or -1 to poll fd."},
+     "0: do not wait).  waiter: sem_eventfd_waiter(fd), or -1 to poll fd;\n"
+     "sleeper: a writable shared mapping whose first word lets one waiter\n"
+     "sleep in read() itself, or None."},
+    {"sem_eventfd_unblock", sem_eventfd_unblock_, METH_VARARGS,
+     "sem_eventfd_unblock($module, fd, sleeper, /)\n--\n\n"
+     "Make a blocking eventfd non-blocking for good (no waiter sleeps in\n"
+     "read() again), so that a write that would overflow fails at once."},
+    {"sem_eventfd_blocking", sem_eventfd_blocking_, METH_NOARGS,
+     "sem_eventfd_blocking($module, /)\n--\n\n"
+     "Whether sem_eventfd() makes blocking eventfds, tried with\n"
+     "preadv2(RWF_NOWAIT): then a sleeper word lets one waiter sleep in read()."},
     {"sem_eventfd_post", (PyCFunction)(void (*)(void))sem_eventfd_post, METH_FASTCALL,
      "sem_eventfd_post($module, fd, n, /)\n--\n\n"
      "Add n permits (BlockingIOError when the counter would overflow)."},

@@ -32,6 +32,12 @@ EVENTFD_MAX = 0xFFFFFFFFFFFFFFFE
 #: Largest value of a System V semaphore (SEMVMX).
 SYSV_MAX = 32767
 
+# A blocking eventfd cannot refuse a write that would overflow its counter:
+# it waits.  While every release adds less than this, no program reaches the
+# limit (2**44 releases at the least); a larger initial value or release
+# first makes the eventfd non-blocking for good, so that it fails instead.
+_SMALL_RELEASE = 1 << 20
+
 _eventfd_wait = _clone.sem_eventfd_wait
 _sysv_wait = _clone.sem_sysv_wait
 
@@ -90,8 +96,18 @@ class Semaphore:
         self._creator = os.getpid()
         self._handle = _clone.sem_sysv(value) if robust else _clone.sem_eventfd(value)
         # What blocked waiters of an eventfd sleep on: an epoll fd, which
-        # wakes one of them per permit (a poll of the eventfd wakes all).
+        # wakes one of them per permit (a poll of the eventfd wakes all) ...
         self._waiter = -1
+        # ... but for one of them at a time, which sleeps in read() itself
+        # (one system call per hand-off): the one that claims this shared
+        # word, seen by tasks of every mode.  Unmapped with the semaphore
+        # object, never under a waiter (the C wait holds it as a buffer).
+        self._sleeper: Optional[mmap.mmap] = None
+        if not robust and _clone.sem_eventfd_blocking():
+            if value < _SMALL_RELEASE:
+                self._sleeper = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_SHARED)
+            else:
+                os.set_blocking(self._handle, False)
         if robust:
             _sysv_sets[self._handle] = self._creator
         else:
@@ -134,7 +150,7 @@ class Semaphore:
         wait = -1.0 if blocking is True and timeout is None else _check_timeout(blocking, timeout)
         if self._robust:
             return _sysv_wait(self._handle, wait)
-        return _eventfd_wait(self._handle, self._waiter, wait)
+        return _eventfd_wait(self._handle, self._waiter, self._sleeper, wait)
 
     def release(self, n: int = 1) -> None:
         """Give back ``n`` permits (to whichever tasks wait)."""
@@ -158,6 +174,8 @@ class Semaphore:
         limit = SYSV_MAX if self._robust else EVENTFD_MAX
         if n > limit:
             raise ValueError(f"cannot release {n} permits: the count is at most {limit}")
+        if n >= _SMALL_RELEASE and self._sleeper is not None:
+            _clone.sem_eventfd_unblock(self._handle, self._sleeper)
         return n
 
     def _value(self) -> int:
@@ -174,7 +192,9 @@ class Semaphore:
         raise OSError(f"/proc/self/fdinfo/{handle} has no eventfd-count")
 
     def fileno(self) -> int:
-        """The eventfd: readable while a permit is available."""
+        """The eventfd: readable while a permit is available.  Take the
+        permit with ``acquire(False)``: the eventfd is blocking (one waiter
+        sleeps in its read()), so a plain read may wait."""
         if self._robust:
             raise io.UnsupportedOperation("a robust (System V) semaphore has no file descriptor")
         return self._live()

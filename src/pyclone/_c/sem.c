@@ -2,15 +2,36 @@
  *
  * Nothing here lives in private memory, so these work between tasks of any
  * mode, fork-mode children included: an eventfd in EFD_SEMAPHORE mode (the
- * fd is inherited or shared; waiters sleep on an epoll instance of their
- * own semaphore's, which wakes one of them per permit), or a System V semaphore with SEM_UNDO, whose
+ * fd is inherited or shared), or a System V semaphore with SEM_UNDO, whose
  * permits the kernel gives back when a holder dies.  Waits release the GIL,
  * keep one deadline, and on EINTR run the signal handlers and resume.
+ *
+ * How an eventfd waiter sleeps.  A blocking read() both sleeps and takes
+ * the permit: one system call per hand-off, as a futex wait.  But every
+ * task asleep in read() (or in poll() of the eventfd) wakes at each write,
+ * so with thousands of waiters one permit would cost thousands of wake-ups.
+ * So only one task at a time sleeps in read(): the one that claims the
+ * semaphore's "sleeper" word (in a MAP_SHARED page, so tasks of every mode
+ * see it); the others sleep on an epoll instance watching the eventfd,
+ * which wakes one of them per write.  A release thus wakes at most two
+ * tasks.  The word is only a hint: whatever it says, every permit is taken
+ * by a read of the eventfd, so a task killed while holding it costs later
+ * waiters one system call each (they use the epoll instance), nothing else.
+ *
+ * The non-blocking tries use preadv2(RWF_NOWAIT), so the eventfd itself can
+ * be blocking; a kernel whose eventfd does not take RWF_NOWAIT (older ones
+ * answer EOPNOTSUPP) gets a non-blocking eventfd, plain read()s as tries,
+ * and every waiter on the epoll instance.  Writes take no RWF_NOWAIT: on a
+ * blocking eventfd a release that would overflow the counter would wait.
+ * Below 2**64 - 1 that takes counts no program reaches one permit at a
+ * time, so the Python layer makes the eventfd non-blocking for good
+ * (sem_eventfd_unblock) before any large initial value or release.
  */
 #define _GNU_SOURCE
 #include "sem.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <poll.h>
@@ -19,6 +40,8 @@
 #include <sys/eventfd.h>
 #include <sys/ipc.h>
 #include <sys/sem.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,13 +101,60 @@ deadline_passed(struct deadline *d)
 
 /* ---- eventfd ---------------------------------------------------------- */
 
+#ifndef RWF_NOWAIT
+#  define RWF_NOWAIT 0x00000008     /* <linux/fs.h>, Linux 4.14 */
+#endif
+
+/* 1: preadv2(RWF_NOWAIT) on an eventfd says EAGAIN instead of sleeping;
+ * 0: it does not (older kernels); -1: not asked yet.  Asked once, by
+ * the first semaphore, under the GIL. */
+static int nowait_reads = -1;
+
+/* The sleeper word's bits: a task sleeps in read(); none ever may again
+ * (the eventfd was made non-blocking: sem_eventfd_unblock). */
+#define SLEEPER_ASLEEP 1u
+#define SLEEPER_NEVER 2u
+
+/* preadv2 by number: glibc has a wrapper only from 2.26.  Offset -1 (both
+ * halves, for 32-bit kernels) reads at the file position, as read() does. */
+static ssize_t
+read_nowait(int fd, uint64_t *value)
+{
+    struct iovec io = {value, sizeof *value};
+    return syscall(SYS_preadv2, fd, &io, 1, -1L, -1L, RWF_NOWAIT);
+}
+
+static int
+probe_nowait_reads(void)
+{
+    int fd = eventfd(0, EFD_SEMAPHORE | EFD_CLOEXEC);
+    if (fd < 0) {
+        return 0;
+    }
+    uint64_t value;
+    int ok = read_nowait(fd, &value) < 0 && errno == EAGAIN;
+    (void)close(fd);
+    return ok;
+}
+
+int
+sem_eventfd_blocking(void)
+{
+    if (nowait_reads < 0) {
+        nowait_reads = probe_nowait_reads();
+    }
+    return nowait_reads;
+}
+
 int
 sem_eventfd_new(uint64_t value)
 {
-    /* Non-blocking, so that a wait is poll() + read(): poll has the
-     * timeout, and a read lost to another waiter just loops.  eventfd()
-     * takes an unsigned int: larger initial values are written after. */
-    int fd = eventfd(0, EFD_SEMAPHORE | EFD_CLOEXEC | EFD_NONBLOCK);
+    /* Blocking where the tries can say RWF_NOWAIT (see the top of this
+     * file), else non-blocking so that a plain read() is the try.
+     * eventfd() takes an unsigned int: larger initial values are written
+     * after. */
+    int fd = eventfd(0, EFD_SEMAPHORE | EFD_CLOEXEC
+                        | (sem_eventfd_blocking() ? 0 : EFD_NONBLOCK));
     if (fd >= 0 && value > 0 && write(fd, &value, sizeof value) != (ssize_t)sizeof value) {
         int err = errno;
         (void)close(fd);
@@ -116,6 +186,19 @@ sem_eventfd_waiter_new(int fd)
     return ep;
 }
 
+/* Takes a permit if one is there: 1, 0 (none), -1 (errno set).  Safe
+ * without the GIL: only system calls. */
+static int
+try_take(int fd)
+{
+    uint64_t one;
+    ssize_t n = nowait_reads > 0 ? read_nowait(fd, &one) : read(fd, &one, sizeof one);
+    if (n == (ssize_t)sizeof one) {
+        return 1;
+    }
+    return n < 0 && errno != EAGAIN && errno != EINTR ? -1 : 0;
+}
+
 /* Milliseconds for epoll_wait, rounded up (never early: the deadline is
  * checked again after it), -1 for forever. */
 static int
@@ -135,12 +218,34 @@ wait_ms(struct deadline *d)
  * read to another goes back to sleep without touching the GIL, so a
  * release costs one GIL hand-off, not one per waiter. */
 static int
-eventfd_wait(int fd, int waiter, struct deadline *d, int *interrupted)
+eventfd_wait(int fd, int waiter, uint32_t *sleeper, struct deadline *d, int *interrupted)
 {
     /* The caller has just tried the read: sleep first. */
     for (;;) {
         if (deadline_passed(d)) {
             return 0;
+        }
+        uint32_t none = 0;
+        if (d->forever && sleeper != NULL && nowait_reads > 0
+            && __atomic_compare_exchange_n(sleeper, &none, SLEEPER_ASLEEP, 0,
+                                           __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+            /* The one sleeper in read(): it wakes with its permit taken. */
+            uint64_t one;
+            ssize_t n = read(fd, &one, sizeof one);
+            int err = errno;
+            __atomic_fetch_and(sleeper, ~SLEEPER_ASLEEP, __ATOMIC_RELEASE);
+            if (n == (ssize_t)sizeof one) {
+                return 1;
+            }
+            errno = err;
+            if (err == EINTR) {
+                *interrupted = 1;
+                return 0;
+            }
+            if (err != EAGAIN) {
+                return -1;
+            }
+            /* Made non-blocking meanwhile (sem_eventfd_unblock): epoll. */
         }
         int r;
         if (waiter >= 0) {
@@ -159,37 +264,26 @@ eventfd_wait(int fd, int waiter, struct deadline *d, int *interrupted)
             }
             return -1;
         }
-        uint64_t one;
-        ssize_t n = read(fd, &one, sizeof one);
-        if (n == (ssize_t)sizeof one) {
-            return 1;
-        }
-        if (n < 0 && errno != EAGAIN && errno != EINTR) {
-            return -1;
+        r = try_take(fd);
+        if (r != 0) {
+            return r;
         }
     }
 }
 
 int
-sem_eventfd_acquire(int fd, int waiter, double timeout)
+sem_eventfd_acquire(int fd, int waiter, uint32_t *sleeper, double timeout)
 {
-    uint64_t one;
-    ssize_t n = read(fd, &one, sizeof one);     /* uncontended: no GIL hand-off */
-    if (n == (ssize_t)sizeof one) {
-        return 1;
-    }
-    if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        return -1;
-    }
-    if (timeout == 0) {
-        return 0;
+    int r = try_take(fd);           /* uncontended: no GIL hand-off */
+    if (r != 0 || timeout == 0) {
+        return r;
     }
     struct deadline d;
     deadline_start(&d, timeout);
     for (;;) {
-        int r, interrupted = 0, err;
+        int interrupted = 0, err;
         Py_BEGIN_ALLOW_THREADS
-        r = eventfd_wait(fd, waiter, &d, &interrupted);
+        r = eventfd_wait(fd, waiter, sleeper, &d, &interrupted);
         err = errno;
         Py_END_ALLOW_THREADS
         if (!interrupted) {
@@ -200,14 +294,23 @@ sem_eventfd_acquire(int fd, int waiter, double timeout)
             return -2;              /* a handler raised: propagate */
         }
         /* The handlers ran: try again, then sleep again. */
-        n = read(fd, &one, sizeof one);
-        if (n == (ssize_t)sizeof one) {
-            return 1;
-        }
-        if (n < 0 && errno != EAGAIN && errno != EINTR) {
-            return -1;
+        r = try_take(fd);
+        if (r != 0) {
+            return r;
         }
     }
+}
+
+int
+sem_eventfd_unblock(int fd, uint32_t *sleeper)
+{
+    /* No new sleeper in read() first, then a non-blocking fd: a task that
+     * claimed the word just before gets EAGAIN and goes to the epoll
+     * instance; one already asleep in read() is not affected (the flag is
+     * looked at before sleeping). */
+    __atomic_fetch_or(sleeper, SLEEPER_NEVER, __ATOMIC_SEQ_CST);
+    int flags = fcntl(fd, F_GETFL);
+    return flags < 0 ? -1 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
 int
