@@ -396,6 +396,61 @@ def test_stack_overflow_is_a_sigsegv_of_the_child(stack_hog):
     assert parent_is_healthy()
 
 
+def _kernel_has_guard_regions():
+    """MADV_GUARD_INSTALL (Linux 6.13) on a page of our own."""
+    import mmap
+    page = mmap.PAGESIZE
+    m = mmap.mmap(-1, 2 * page, flags=mmap.MAP_PRIVATE)
+    buf = ctypes.c_char.from_buffer(m)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        return libc.madvise(ctypes.addressof(buf), page, 102) == 0
+    finally:
+        del buf
+        m.close()
+
+
+def _guard_page_mappings():
+    page = os.sysconf("SC_PAGE_SIZE")
+    n = 0
+    with open("/proc/self/maps") as f:
+        for line in f:
+            span, perms = line.split()[:2]
+            low, high = (int(x, 16) for x in span.split("-"))
+            n += perms == "---p" and high - low == page
+    return n
+
+
+@pytest.mark.skipif(not _kernel_has_guard_regions(),
+                    reason="no guard regions (MADV_GUARD_INSTALL, Linux 6.13): host stacks "
+                           "keep glibc's PROT_NONE guard mapping")
+def test_host_stacks_have_guards_that_split_no_mapping(stack_hog):
+    # Each exiting child process has the kernel walk every mapping of the
+    # memory it shares: a host's guard page is a guard region, not a mapping
+    # of its own.  And it guards: a child that overflows its stack, with
+    # other hosts' stacks right below, dies of SIGSEGV and harms none of them.
+    sem = P.Semaphore(0)
+    results = []
+
+    def parked(i):
+        sem.acquire()
+        results.append(i)
+    before = _guard_page_mappings()
+    pids = [P.clone(parked, THREAD, args=(i,)) for i in range(24)]
+    try:
+        assert _guard_page_mappings() - before < 4
+        for _ in range(3):
+            assert reap(P.clone(overflow_the_stack, THREAD, args=(stack_hog,))) == -signal.SIGSEGV
+    finally:
+        sem.release(len(pids))
+        codes = [reap(pid) for pid in pids]
+    assert codes == [0] * len(pids)
+    assert sorted(results) == list(range(len(pids)))
+    assert parent_is_healthy()
+    sem.close()
+
+
 def test_seed_stack_sizes():
     for size in (16384, 65536, 1 << 20):
         box = []
