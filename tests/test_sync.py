@@ -150,32 +150,43 @@ def _sleeps_in_poll(tid):
     return "epoll" in wchan or "poll" in wchan
 
 
+def _start_eight_waiters(sem, timeout):
+    """Eight threads in sem.acquire(timeout=timeout): (threads, tids, winners)."""
+    winners = []
+    tids = {}
+
+    def waiter(i):
+        tids[i] = threading.get_native_id()
+        if sem.acquire(timeout=timeout):
+            winners.append(i)
+    threads = [threading.Thread(target=waiter, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    return threads, tids, winners
+
+
+def _losers_woken_by_one_release(sem, tids, winners):
+    """Releases one permit; the waiters other than its winner that woke."""
+    before = {i: _voluntary_switches(tid) for i, tid in tids.items()}
+    sem.release()
+    wait_for(lambda: winners, timeout=5)
+    time.sleep(0.1)
+    return [i for i, tid in tids.items()
+            if i not in winners and _voluntary_switches(tid) != before[i]]
+
+
 def test_a_release_wakes_one_waiter_not_all():
     # A poll of the eventfd would wake every waiter for each permit (with
     # thousands of waiters, thousands of wake-ups and GIL hand-offs per
     # release); the epoll instance they sleep on wakes one.  A waiter that
     # wakes and loses the race sleeps again: one more voluntary switch.
     sem = P.Semaphore(0)
-    winners = []
-    tids = {}
-
-    def waiter(i):
-        tids[i] = threading.get_native_id()
-        if sem.acquire(timeout=10):
-            winners.append(i)
-    threads = [threading.Thread(target=waiter, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
+    threads, tids, winners = _start_eight_waiters(sem, timeout=10)
     try:
         # Asleep in the wait itself (not, say, still waiting for the GIL).
         wait_for(lambda: len(tids) == 8 and all(_sleeps_in_poll(tid) for tid in tids.values()),
                  timeout=5)
-        before = {i: _voluntary_switches(tid) for i, tid in tids.items()}
-        sem.release()
-        wait_for(lambda: winners, timeout=5)
-        time.sleep(0.1)
-        woken = [i for i, tid in tids.items()
-                 if i not in winners and _voluntary_switches(tid) != before[i]]
+        woken = _losers_woken_by_one_release(sem, tids, winners)
         # Level-triggered epoll may pass the event on once more; never to all.
         assert len(woken) <= 2, f"{len(woken)} of 7 losing waiters woke for one permit"
     finally:
@@ -206,16 +217,7 @@ def test_forever_waiters_one_sleeps_in_read_the_rest_on_epoll():
     # hand-off); the others on the epoll instance, so a release still wakes
     # at most the reader and one epoll sleeper, not all.
     sem = P.Semaphore(0)
-    winners = []
-    tids = {}
-
-    def waiter(i):
-        tids[i] = threading.get_native_id()
-        if sem.acquire():
-            winners.append(i)
-    threads = [threading.Thread(target=waiter, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
+    threads, tids, winners = _start_eight_waiters(sem, timeout=None)
     try:
         wait_for(lambda: len(tids) == 8 and _sleeper_word(sem) == 1
                  and sum(_sleeps_in_poll(tid) for tid in tids.values()) == 7, timeout=5)
@@ -224,12 +226,7 @@ def test_forever_waiters_one_sleeps_in_read_the_rest_on_epoll():
         calls = {i: _syscall_nr(tid) for i, tid in tids.items()}
         assert len({calls[i] for i in tids if i != reader[0]}) == 1
         assert calls[reader[0]] != calls[(reader[0] + 1) % 8]     # read, not epoll_wait
-        before = {i: _voluntary_switches(tid) for i, tid in tids.items()}
-        sem.release()
-        wait_for(lambda: winners, timeout=5)
-        time.sleep(0.1)
-        woken = [i for i, tid in tids.items()
-                 if i not in winners and _voluntary_switches(tid) != before[i]]
+        woken = _losers_woken_by_one_release(sem, tids, winners)
         assert len(woken) <= 2, f"{len(woken)} of 7 losing waiters woke for one permit"
     finally:
         sem.release(8 - len(winners))
