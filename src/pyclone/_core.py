@@ -394,10 +394,11 @@ def terminate(pid: int, timeout: float = 1.0) -> None:
       left alone until it returns to Python, where the exception takes it.
 
     Tries to reach a safe point for up to ``timeout`` seconds, then returns;
-    the exception stays pending for the child's next bytecode.  (Up to
-    CPython 3.12 only until the exception is set: a child killed with it
-    pending would leave the interpreter-wide "pending" flag set for good.)  A
-    ``CLONE_THREAD`` child gets the exception only.  Reap the child as
+    the exception stays pending for the child's next bytecode.  A child
+    found asleep at a safe point with the exception still pending (it was
+    on its way there when the exception was set) is killed there, the
+    exception taken back first.  A ``CLONE_THREAD`` child gets the
+    exception only.  Reap the child as
     usual afterwards.  Unlike ``os.kill(pid, SIGKILL)``, which is as
     dangerous for a ``CLONE_VM`` child as killing a thread.
     """

@@ -9,8 +9,9 @@
  *
  * What pyclone needs of CPython's private structures (frame layout, stack
  * references, thread-state fields) comes from the interpreter's own
- * internal headers, included by frames.c alone (it defines Py_BUILD_CORE);
- * no layout is copied by hand.
+ * internal headers, included only by the few files that define
+ * Py_BUILD_CORE (frames.c, cstack.c, watchdog.c, pending.c); no layout is
+ * copied by hand.
  */
 #ifndef PYCLONE_COMPAT_H
 #define PYCLONE_COMPAT_H

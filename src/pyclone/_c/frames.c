@@ -6,8 +6,8 @@
  * frees the chain exactly as an unwinding would.
  *
  * 3.11+: frames are _PyInterpreterFrame structs, read through CPython's own
- * internal header for the version being built (this is the one file that
- * defines Py_BUILD_CORE).  Thread-owned frames live in the thread state's
+ * internal header for the version being built (this file defines
+ * Py_BUILD_CORE).  Thread-owned frames live in the thread state's
  * data stack (heap chunks); the entry frame of each C-level call into the
  * eval loop lives on the C stack, which the survivor is about to reuse, so
  * frames_abandon() relinks the chain past them at once.  If some other

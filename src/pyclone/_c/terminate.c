@@ -1,6 +1,7 @@
 /* terminate.c - see terminate.h. */
 #define _GNU_SOURCE
 #include "terminate.h"
+#include "pending.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -238,8 +239,12 @@ sleep_us(long us)
     (void)nanosleep(&ts, NULL);
 }
 
-int
-terminate_signal_at_safe_point(pid_t tid, int sig)
+/* terminate_signal_at_safe_point(); with `withdraw`, the child's thread
+ * state, any exception pending for it (ours, or one a user set) is taken
+ * back first (pending.h), while the child is stopped where it cannot see
+ * it: it would die pending with it. */
+static int
+signal_if_safe(pid_t tid, int sig, PyThreadState *withdraw)
 {
     if (kill(tid, SIGSTOP) != 0) {
         return -1;
@@ -268,12 +273,21 @@ terminate_signal_at_safe_point(pid_t tid, int sig)
              * killed by SIGTERM), else SIGKILL: a handler would run in the
              * child, and a Python-level one in our main thread. */
             int s = sig == SIGTERM && handled_by(tid, SIGTERM) ? SIGKILL : sig;
+            if (withdraw != NULL) {
+                pending_async_exc_withdraw(withdraw);
+            }
             vm_mark_killed_safely(tid);
             sent = kill(tid, s) == 0;
         }
     }
     (void)kill(tid, SIGCONT);
     return sent;
+}
+
+int
+terminate_signal_at_safe_point(pid_t tid, int sig)
+{
+    return signal_if_safe(tid, sig, NULL);
 }
 
 static double
@@ -310,7 +324,7 @@ terminate_vm_child(pid_t tid, PyObject *exc_type, double timeout)
              * for the GIL, runs C code, or sleeps in a system call: in one
              * that is a safe point it is signalled at once, before any
              * exception is set (see below). */
-            if (!thread && terminate_signal_at_safe_point(tid, SIGTERM) != 0) {
+            if (!thread && signal_if_safe(tid, SIGTERM, t) != 0) {
                 return 2;
             }
             if (set_async_exc(t, tid, exc_type) < 1) {
@@ -325,17 +339,18 @@ terminate_vm_child(pid_t tid, PyObject *exc_type, double timeout)
             if (t->async_exc == NULL) {
                 return 1;               /* raised: it is unwinding */
             }
-            /* Pending.  Up to 3.12 CPython keeps one "asynchronous exception
-             * pending" flag for the whole interpreter and clears it only
-             * when a thread takes its exception: killed with it pending, the
-             * child would leave every thread checking for it at every
-             * bytecode (and 3.11's tracing spinning on it).  From 3.13 the
-             * flag is the thread state's own and goes with it. */
-#if PY_VERSION_HEX >= 0x030D0000
-            if (terminate_signal_at_safe_point(tid, SIGTERM) != 0) {
+            /* Pending: the child has not reached a bytecode since.  If it
+             * is found asleep in a safe call, it went there without seeing
+             * the exception (it was set while the child was on its way, its
+             * GIL already released - in drop_gil's hand-over wait, say) and
+             * would sleep on unseen: it is killed there, the exception taken
+             * back first (up to 3.12 CPython keeps one "pending" flag for the
+             * whole interpreter, which a thread clears only by taking its
+             * exception: left set, every thread would check for it at every
+             * bytecode, and 3.11's tracing would spin on it). */
+            if (signal_if_safe(tid, SIGTERM, t) != 0) {
                 return 2;
             }
-#endif
         }
         if (seconds_since(&start) > timeout) {
             /* Still starting, or never at a safe point: the exception (if
