@@ -102,6 +102,31 @@ print("after")
     assert out.read_text() == "before child after\n"
 
 
+class _FlushRaises:
+    """A stream whose flush() raises ``exc``."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def write(self, s):
+        return len(s)
+
+    def flush(self):
+        raise self.exc
+
+
+@pytest.mark.parametrize("result", [None, 5], ids=["None", "int"])
+def test_a_failing_flush_at_the_end(result):
+    """The child's closing flush ignores an Exception (its status stands)
+    and reports anything else as unraisable (sys.unraisablehook; status 1),
+    whether fn returned None (handled in C) or a value (in Python)."""
+    def child(exc):
+        sys.stdout = _FlushRaises(exc)
+        return result
+    assert reap(P.clone(child, args=(ValueError("closed"),))) == (result or 0)
+    assert reap(P.clone(child, args=(KeyboardInterrupt(),))) == 1
+
+
 def test_register_at_fork_hooks_run_in_order():
     r, w = os.pipe()
     calls = []

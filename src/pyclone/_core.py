@@ -321,7 +321,12 @@ def clone(fn: Callable[..., Any], flags: int = SIGCHLD,
     """
     if not callable(fn):
         _rules.check_callable(fn)
-    bits, exit_signal, mode = _rules.check_clone_flags(flags)
+    # A flags word seen before, by its checked verdict, without a call (the
+    # hot path); anything else, and CLONE_PARENT's uncacheable check, there.
+    verdict = _clone_verdicts.get(flags) if type(flags) is int else None
+    if verdict is None or verdict[0] & _CLONE_PARENT:
+        verdict = _rules.check_clone_flags(flags)
+    bits, exit_signal, mode = verdict
     if exit_signal != _SIGCHLD and exit_signal:
         _rules.check_exit_signal_handled(exit_signal, bits)
     size = None if stack_size is None else _rules.check_stack_size(stack_size, mode)
@@ -332,6 +337,8 @@ def clone(fn: Callable[..., Any], flags: int = SIGCHLD,
 
 
 _SIGCHLD = SIGCHLD
+_CLONE_PARENT = F.CLONE_PARENT
+_clone_verdicts = _rules._clone_verdicts
 _on_return = _exit.on_return
 _on_exception = _exit.on_exception
 

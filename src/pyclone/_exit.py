@@ -54,10 +54,10 @@ def status_of_result(result: object) -> int:
 
 
 def on_return(result: object) -> int:
-    """Called by the C core in the child when fn returned."""
+    """Called by the C core in the child when fn returned anything but None
+    (a None result the C core handles itself the same way: it flushes the
+    standard streams as flush_std_streams does, and the status is 0)."""
     flush_std_streams()
-    # A thread-mode child's whole life is a few calls: None (the common
-    # result) takes no further one.
     return 0 if result is None else status_of_result(result)
 
 

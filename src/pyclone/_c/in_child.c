@@ -104,13 +104,44 @@ child_take_exception(void)
 #endif
 }
 
+/* sys.stdout and sys.stderr flushed, as pyclone._exit.flush_std_streams
+ * does (an Exception from a flush is ignored): 0, or -1 with another
+ * exception set (a signal handler's, say). */
+static int PYCLONE_NOINLINE
+child_flush_std_streams(void)
+{
+    static PyObject *flush;                 /* "flush", interned once */
+    static const char *const names[] = {"stdout", "stderr"};
+    if (flush == NULL && (flush = PyUnicode_InternFromString("flush")) == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        PyObject *stream = PySys_GetObject(names[i]);       /* borrowed */
+        if (stream == NULL || stream == Py_None) {
+            continue;
+        }
+        PyObject *r = PyObject_CallMethodNoArgs(stream, flush);
+        if (r != NULL) {
+            Py_DECREF(r);
+        }
+        else if (PyErr_ExceptionMatches(PyExc_Exception)) {
+            PyErr_Clear();
+        }
+        else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int PYCLONE_NOINLINE
 child_call_target(PyObject *plan)
 {
     /* plan = (fn, args, kwargs or None, on_return, on_exception), all kept alive by
      * the parent, so borrowed here: if this child execs or _exits inside
      * fn, nothing of ours is left referenced from its abandoned C stack.
-     * on_return(result) / on_exception(exc) are pyclone's Python helpers:
+     * on_return(result) / on_exception(exc) are pyclone's Python helpers
+     * (a None result, the common one, is handled here as on_return would):
      * they decode SystemExit themselves (PyErr_Print would call exit() and
      * finalise an interpreter the child may share), flush stdio and return
      * the exit status 0..255. */
@@ -119,6 +150,16 @@ child_call_target(PyObject *plan)
     PyObject *kwargs = PyTuple_GET_ITEM(plan, 2);
     PyObject *res = PyObject_Call(fn, args, kwargs == Py_None ? NULL : kwargs);
     PyObject *status;
+    if (res == Py_None) {
+        /* The common end, without calling back into Python: what
+         * on_return(None) does (flush stdio; status 0). */
+        Py_DECREF(res);
+        if (child_flush_std_streams() == 0) {
+            return 0;
+        }
+        PyErr_WriteUnraisable(fn);
+        return 1;
+    }
     if (res != NULL) {
         status = PyObject_CallFunctionObjArgs(PyTuple_GET_ITEM(plan, 3), res, NULL);
         Py_DECREF(res);
