@@ -83,22 +83,6 @@ def test_child_blocked_in_read_is_ended_at_once():
         os.close(w)
 
 
-def test_a_child_killed_at_a_safe_point_leaves_no_exception_pending():
-    """Killed in a read, the child had no exception set: up to 3.12 one
-    left pending on its dead thread state kept the interpreter's "pending"
-    flag set for good, and on 3.11 a tracing child then spun on it."""
-    r, w = os.pipe()
-    try:
-        pid = pyclone.clone(read_forever, THREAD, args=(r,))
-        time.sleep(0.05)
-        pyclone.terminate(pid)
-        assert reap(pid) == -signal.SIGTERM
-    finally:
-        os.close(r)
-        os.close(w)
-    _tracing_child_runs()
-
-
 def _tracing_child_runs():
     """A borrowed child that traces a call returns: up to 3.11 one that
     traced with an asynchronous exception left pending (a flag of the whole
@@ -112,25 +96,22 @@ def _tracing_child_runs():
     assert "call" in events
 
 
-def test_an_exception_pending_for_a_sleeping_child_is_taken_back_by_the_kill():
-    # An exception set while the child was on its way into a blocking call
-    # (its GIL already released) is one it does not see there: terminate()
-    # kills it at that safe point, and takes the exception back first.
-    # (Before, the child slept on when terminate() had set the exception
-    # itself, and one set by anyone else stayed pending after the kill.)
+def _terminate_a_reader(while_it_reads=None):
+    """Terminates a thread-mode child asleep in read(), after
+    ``while_it_reads(ident)`` (its threading ident); it must end as killed
+    by SIGTERM and leave no exception pending."""
     idents = []
 
-    def sleeper(fd):
+    def reader(fd):
         idents.append(threading.get_ident())
         os.read(fd, 1)
     r, w = os.pipe()
     try:
-        pid = pyclone.clone(sleeper, THREAD, args=(r,))
+        pid = pyclone.clone(reader, THREAD, args=(r,))
         try:
             wait_blocked_in(pid, "read")
-            set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
-            set_async_exc.argtypes = [ctypes.c_ulong, ctypes.py_object]
-            assert set_async_exc(idents[0], pyclone.Terminated) == 1
+            if while_it_reads is not None:
+                while_it_reads(idents[0])
         finally:
             pyclone.terminate(pid)
         assert reap(pid) == -signal.SIGTERM
@@ -138,6 +119,26 @@ def test_an_exception_pending_for_a_sleeping_child_is_taken_back_by_the_kill():
         os.close(r)
         os.close(w)
     _tracing_child_runs()
+
+
+def test_a_child_killed_at_a_safe_point_leaves_no_exception_pending():
+    """Killed in a read, the child had no exception set: up to 3.12 one
+    left pending on its dead thread state kept the interpreter's "pending"
+    flag set for good, and on 3.11 a tracing child then spun on it."""
+    _terminate_a_reader()
+
+
+def test_an_exception_pending_for_a_sleeping_child_is_taken_back_by_the_kill():
+    # An exception set while the child was on its way into a blocking call
+    # (its GIL already released) is one it does not see there: terminate()
+    # kills it at that safe point, and takes the exception back first.
+    # (Before, the child slept on when terminate() had set the exception
+    # itself, and one set by anyone else stayed pending after the kill.)
+    def set_one(ident):
+        set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+        set_async_exc.argtypes = [ctypes.c_ulong, ctypes.py_object]
+        assert set_async_exc(ident, pyclone.Terminated) == 1
+    _terminate_a_reader(set_one)
 
 
 @pytest.mark.parametrize("body", [spin, sleep, allocate], ids=lambda f: f.__name__)
