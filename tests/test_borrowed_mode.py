@@ -104,7 +104,7 @@ def test_child_computes_while_threads_compete_for_the_gil():
     assert reap(pid) == sum(range(2_000_000)) % 200
 
 
-@pytest.mark.parametrize("ret,code", [(0, 0), (7, 7), (None, 0), (300, 0), ("x", 0)])
+@pytest.mark.parametrize("ret,code", [(0, 0), (7, 7), (None, 0), (300, 0), (2 ** 70, 0), ("x", 0)])
 def test_exit_status_from_return_value(ret, code):
     assert reap(P.clone(lambda: ret, BORROWED)) == code
     assert parent_is_healthy()

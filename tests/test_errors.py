@@ -43,6 +43,16 @@ def test_non_int_flags_is_type_error(flags, no_syscall):
         P.clone(noop, flags)
 
 
+def test_a_float_equal_to_a_flags_word_in_use_is_still_a_type_error():
+    """clone() remembers the verdict on each flags word it checked; only an
+    int or a CloneFlags may find it there."""
+    word = int(P.CloneFlags.CLONE_VM | P.CloneFlags.CLONE_VFORK) | signal.SIGCHLD
+    for flags in (word, P.CloneFlags(word & ~0xFF) | signal.SIGCHLD, word):
+        assert reap(P.clone(noop, flags)) == 0
+    with pytest.raises(TypeError, match="flags must be an int"):
+        P.clone(noop, float(word))
+
+
 def test_negative_flags(no_syscall):
     with pytest.raises(ValueError, match="negative"):
         P.clone(noop, -1)

@@ -346,18 +346,62 @@ clone_fork(PyObject *module, PyObject *args)
 
 /* ---- borrowed mode ---------------------------------------------------- */
 
+#if PYCLONE_HAVE_VM_MODES
+/* The positional arguments shared by clone_borrowed and clone_thread,
+ * METH_FASTCALL (no argument tuple, no format string on the hot path):
+ * (plan, flags, exit_signal, size * nsizes[, extras]), ints the Python
+ * layer has checked.  extras is NULL when not given. */
+static int
+parse_vm_start(const char *name, PyObject *const *args, Py_ssize_t nargs, int nsizes,
+               PyObject **plan, unsigned long long *flags, int *exit_signal,
+               Py_ssize_t *sizes, PyObject **extras)
+{
+    if (nargs < 3 + nsizes || nargs > 4 + nsizes || !PyTuple_Check(args[0])
+        || !PyLong_Check(args[1]) || !PyLong_Check(args[2])) {
+        PyErr_Format(PyExc_TypeError, "%s: (plan tuple, flags, exit_signal, %d size(s)"
+                     "[, extras]) expected", name, nsizes);
+        return -1;
+    }
+    *plan = args[0];
+    *flags = PyLong_AsUnsignedLongLong(args[1]);
+    if (*flags == (unsigned long long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    int overflow;
+    long sig = PyLong_AsLongAndOverflow(args[2], &overflow);
+    if (overflow || sig < 0 || sig > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s: exit signal out of range", name);
+        return -1;
+    }
+    *exit_signal = (int)sig;
+    for (int i = 0; i < nsizes; i++) {
+        sizes[i] = PyLong_AsSsize_t(args[3 + i]);
+        if (sizes[i] == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (sizes[i] < 0) {
+            PyErr_Format(PyExc_ValueError, "%s: a stack size is negative", name);
+            return -1;
+        }
+    }
+    *extras = nargs == 4 + nsizes ? args[3 + nsizes] : NULL;
+    return 0;
+}
+#endif
+
 static PyObject *
-clone_borrowed(PyObject *module, PyObject *args)
+clone_borrowed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
 #if PYCLONE_HAVE_VM_MODES
-    PyObject *plan_tuple, *extras_obj = NULL;
+    PyObject *plan_tuple, *extras_obj;
     unsigned long long flags;
     int exit_signal;
-    Py_ssize_t carve_min, map_size;
-    if (!PyArg_ParseTuple(args, "O!Kinn|O:clone_borrowed", &PyTuple_Type, &plan_tuple,
-                          &flags, &exit_signal, &carve_min, &map_size, &extras_obj)) {
+    Py_ssize_t sizes[2];
+    if (parse_vm_start("clone_borrowed", args, nargs, 2, &plan_tuple, &flags, &exit_signal,
+                       sizes, &extras_obj) < 0) {
         return NULL;
     }
+    Py_ssize_t carve_min = sizes[0], map_size = sizes[1];
     if (check_plan(plan_tuple) < 0) {
         return NULL;
     }
@@ -427,15 +471,15 @@ clone_borrowed(PyObject *module, PyObject *args)
 /* ---- thread mode ------------------------------------------------------ */
 
 static PyObject *
-clone_thread(PyObject *module, PyObject *args)
+clone_thread(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
 #if PYCLONE_HAVE_VM_MODES
-    PyObject *plan, *extras_obj = NULL;
+    PyObject *plan, *extras_obj;
     unsigned long long flags;
     int exit_signal;
     Py_ssize_t stack_size;
-    if (!PyArg_ParseTuple(args, "O!Kin|O:clone_thread", &PyTuple_Type, &plan, &flags,
-                          &exit_signal, &stack_size, &extras_obj)) {
+    if (parse_vm_start("clone_thread", args, nargs, 1, &plan, &flags, &exit_signal,
+                       &stack_size, &extras_obj) < 0) {
         return NULL;
     }
     if (refuse_context() < 0 || check_plan(plan) < 0) {
@@ -981,11 +1025,11 @@ static PyMethodDef clone_methods[] = {
      "the child calls fn(*args, **kwargs) from plan and exits with the status that\n"
      "on_return(result) or on_exception(exc) gives.  Returns the pid, or\n"
      "(pid, pidfd or -1) when extras = (want_pidfd, cgroup_fd, set_tid) is given."},
-    {"clone_borrowed", clone_borrowed, METH_VARARGS,
+    {"clone_borrowed", (PyCFunction)(void (*)(void))clone_borrowed, METH_FASTCALL,
      "clone_borrowed($module, plan, flags, exit_signal, carve_min, map_size, extras=None, /)\n--\n\n"
      "CLONE_VM|CLONE_VFORK clone; returns once the child exited or exec'd: the\n"
      "pid, or (pid, pidfd or -1) with extras."},
-    {"clone_thread", clone_thread, METH_VARARGS,
+    {"clone_thread", (PyCFunction)(void (*)(void))clone_thread, METH_FASTCALL,
      "clone_thread($module, plan, flags, exit_signal, stack_size, extras=None, /)\n--\n\n"
      "Thread-mode clone on a host thread's TLS; returns once the child runs: the\n"
      "pid, or (pid, pidfd or -1) with extras."},

@@ -33,7 +33,7 @@ if _clone.VERSION != __version__:
 
 if TYPE_CHECKING:
     import resource
-    from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+    from typing import Any, Callable, Dict, Mapping, NoReturn, Optional, Sequence, Tuple
 
     from ._errors import Extras
     #: What the child runs: (fn, args, kwargs or None, on_return, on_exception).
@@ -210,11 +210,17 @@ def launch(fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: Optional[Dict[
             if opened:
                 os.close(fd)
     except OSError as exc:
-        from . import _errors       # only a refused clone needs the hints
-        new = _errors.translate(exc, bits, extras)
-        if new is exc:
-            raise
-        raise new from exc
+        _raise_refused(exc, bits, extras)
+
+
+def _raise_refused(exc: OSError, bits: int, extras: Optional[Extras]) -> NoReturn:
+    """Raise, for a clone the kernel refused, ``exc`` itself or a clearer
+    error that says what to change (chained to it)."""
+    from . import _errors           # only a refused clone needs the hints
+    new = _errors.translate(exc, bits, extras)
+    if new is exc:
+        raise exc
+    raise new from exc
 
 
 # The modes' entry points: (bits, exit_signal, stack_size or None, plan,
@@ -323,24 +329,42 @@ def clone(fn: Callable[..., Any], flags: int = SIGCHLD,
         _rules.check_callable(fn)
     # A flags word seen before, by its checked verdict, without a call (the
     # hot path); anything else, and CLONE_PARENT's uncacheable check, there.
-    verdict = _clone_verdicts.get(flags) if type(flags) is int else None
+    verdict = _clone_verdicts.get(flags) if type(flags) in _verdict_types else None
     if verdict is None or verdict[0] & _CLONE_PARENT:
         verdict = _rules.check_clone_flags(flags)
     bits, exit_signal, mode = verdict
     if exit_signal != _SIGCHLD and exit_signal:
         _rules.check_exit_signal_handled(exit_signal, bits)
+    if stack_size is None and kwargs is None and type(args) is tuple and mode != "fork" \
+            and not _UNTESTED_INTERNALS:
+        # The hot path: what launch() and _start_*() do for this plain
+        # request, in the same order, without their frames.
+        _audit("pyclone.clone", bits | exit_signal, mode)
+        plan = (fn, args, None, _on_return, _on_exception)
+        try:
+            if mode == "thread":
+                pid: int = _clone_thread(plan, bits, exit_signal, _DEFAULT_MAP)
+                return pid
+            if _claim_guard():
+                _per_thread.guard = _SpareGuard()
+            pid = _clone_borrowed(plan, bits, exit_signal, _DEFAULT_CARVE, _DEFAULT_MAP)
+            return pid
+        except OSError as exc:
+            _raise_refused(exc, bits, None)
     size = None if stack_size is None else _rules.check_stack_size(stack_size, mode)
     if type(args) is not tuple or kwargs is not None:
         args, kwargs = _rules.check_call_args(args, kwargs)
-    pid: int = launch(fn, args, kwargs, bits, exit_signal, mode, size)
+    pid = launch(fn, args, kwargs, bits, exit_signal, mode, size)
     return pid
 
 
 _SIGCHLD = SIGCHLD
 _CLONE_PARENT = F.CLONE_PARENT
+_verdict_types = _rules._verdict_types
 _clone_verdicts = _rules._clone_verdicts
 _on_return = _exit.on_return
 _on_exception = _exit.on_exception
+_audit = sys.audit
 
 
 def _check_wait_args(pid: Any, options: Any) -> Tuple[int, int]:

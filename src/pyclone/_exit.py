@@ -55,8 +55,9 @@ def status_of_result(result: object) -> int:
 
 def on_return(result: object) -> int:
     """Called by the C core in the child when fn returned anything but None
-    (a None result the C core handles itself the same way: it flushes the
-    standard streams as flush_std_streams does, and the status is 0)."""
+    or an exact int (those the C core handles itself the same way: it
+    flushes the standard streams as flush_std_streams does, and the status
+    is the int if it is in 0..255, else 0)."""
     flush_std_streams()
     return 0 if result is None else status_of_result(result)
 

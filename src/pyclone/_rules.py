@@ -184,19 +184,22 @@ def _signal_name(sig: int) -> str:
 #: int (IntFlag and Signals values hash and compare equal to it).
 _clone_verdicts: dict[int, tuple[int, int, str]] = {}
 _clone3_verdicts: dict[int, str] = {}
+#: The types whose values are looked up there: int, and CloneFlags once it
+#: is built (on first use, not at import).  Not any type: a float equal to
+#: a remembered word (17.0) is still no flags word.
+_verdict_types = {int}
 
 
 def check_clone_flags(flags: Any) -> Tuple[int, int, str]:
     """clone()'s flags word -> (bits, exit signal, mode), every check made."""
-    try:
-        verdict = _clone_verdicts.get(flags)
-    except TypeError:                   # unhashable: certainly not an int
-        verdict = None
+    verdict = _clone_verdicts.get(flags) if type(flags) in _verdict_types else None
     if verdict is None:
         bits, exit_signal = split_legacy_flags(flags)
         check_legacy_exit_signal(exit_signal)
         _check_flag_bits(bits, "clone")
         verdict = _clone_verdicts[bits | exit_signal] = (bits, exit_signal, mode_of(bits))
+        if type(flags) is vars(F).get("CloneFlags"):
+            _verdict_types.add(type(flags))
     if verdict[0] & F.CLONE_PARENT:
         _check_parent_allowed()
     return verdict

@@ -141,7 +141,8 @@ child_call_target(PyObject *plan)
      * the parent, so borrowed here: if this child execs or _exits inside
      * fn, nothing of ours is left referenced from its abandoned C stack.
      * on_return(result) / on_exception(exc) are pyclone's Python helpers
-     * (a None result, the common one, is handled here as on_return would):
+     * (None and an exact int, the common results, are handled here as
+     * on_return would):
      * they decode SystemExit themselves (PyErr_Print would call exit() and
      * finalise an interpreter the child may share), flush stdio and return
      * the exit status 0..255. */
@@ -150,12 +151,15 @@ child_call_target(PyObject *plan)
     PyObject *kwargs = PyTuple_GET_ITEM(plan, 2);
     PyObject *res = PyObject_Call(fn, args, kwargs == Py_None ? NULL : kwargs);
     PyObject *status;
-    if (res == Py_None) {
-        /* The common end, without calling back into Python: what
-         * on_return(None) does (flush stdio; status 0). */
+    if (res == Py_None || (res != NULL && PyLong_CheckExact(res))) {
+        /* The common ends, without calling back into Python: what
+         * on_return does (flush stdio; an int 0..255 is the status, any
+         * other value 0).  An exact int cannot run code while read. */
+        int overflow;
+        long value = res == Py_None ? 0 : PyLong_AsLongAndOverflow(res, &overflow);
         Py_DECREF(res);
         if (child_flush_std_streams() == 0) {
-            return 0;
+            return value >= 0 && value <= 255 ? (int)value : 0;
         }
         PyErr_WriteUnraisable(fn);
         return 1;
