@@ -20,7 +20,7 @@ import threading
 import time
 
 import pyclone
-from pyclone import _clone, _exit
+from pyclone import _clone
 
 
 # A query that allocates and frees all the time inside sqlite3_step(), which
@@ -67,8 +67,7 @@ def main():
         for _ in range(opts.clones):
             if opts.method == "raw":
                 bits, sig = flags & ~0xFF, flags & 0xFF
-                plan = (child_work, (), {}, _exit.on_return, _exit.on_exception)
-                pid = _clone.clone_fork(plan, bits, sig, _clone.FORK_RAW, 0)
+                pid = _clone.clone_fork(child_work, (), None, bits, sig, _clone.FORK_RAW, 0)
             else:
                 import warnings
                 with warnings.catch_warnings():

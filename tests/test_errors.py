@@ -47,10 +47,12 @@ def test_a_float_equal_to_a_flags_word_in_use_is_still_a_type_error():
     """clone() remembers the verdict on each flags word it checked; only an
     int or a CloneFlags may find it there."""
     word = int(P.CloneFlags.CLONE_VM | P.CloneFlags.CLONE_VFORK) | signal.SIGCHLD
-    for flags in (word, P.CloneFlags(word & ~0xFF) | signal.SIGCHLD, word):
+    for flags in (word, P.CloneFlags(word & ~0xFF) | signal.SIGCHLD, word,
+                  signal.SIGCHLD, signal.SIGCHLD):
         assert reap(P.clone(noop, flags)) == 0
-    with pytest.raises(TypeError, match="flags must be an int"):
-        P.clone(noop, float(word))
+    for flags in (word, int(signal.SIGCHLD)):
+        with pytest.raises(TypeError, match="flags must be an int"):
+            P.clone(noop, float(flags))
 
 
 def test_negative_flags(no_syscall):
@@ -178,6 +180,27 @@ def test_waitpid_bad_input():
         P.waitpid(-1, -5)
     with pytest.raises(ChildProcessError):
         P.waitpid(-1, P.WALL | os.WNOHANG)
+    with pytest.raises(ValueError, match="not a valid set of wait flags"):
+        P.waitpid(options=1 << 32)
+    with pytest.raises(TypeError, match="multiple values for argument 'pid'"):
+        P.waitpid(1, pid=1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'flags'"):
+        P.waitpid(1, flags=0)
+    with pytest.raises(TypeError, match="at most 2 arguments"):
+        P.waitpid(1, 0, 0)
+
+
+def test_waitpid_by_keyword_and_index_types():
+    class Pid:
+        def __init__(self, n):
+            self.n = n
+
+        def __index__(self):
+            return self.n
+    pid = P.clone(noop)
+    assert P.waitpid(options=P.WALL, pid=pid) == (pid, 0)
+    pid = P.clone(lambda: 3)
+    assert P.waitpid(Pid(pid), P.WALL) == (pid, 3 << 8)
 
 
 def run_python(code, **kw):
@@ -256,6 +279,10 @@ def test_refused_in_a_subinterpreter():
     with os.fdopen(r) as f:
         msg = f.read()
     assert msg == "RuntimeError: pyclone: clone is only supported in the main interpreter"
+    # Its import of pyclone left the main interpreter's exit rules (which
+    # the C core keeps) in place: a str result is status 0, a raise 1.
+    assert reap(P.clone(lambda: "text")) == 0
+    assert reap(P.clone(lambda: 1 / 0)) == 1
 
 
 def test_refused_during_finalization():

@@ -141,20 +141,6 @@ refuse_context(void)
     return 0;
 }
 
-/* The child's plan: (fn, args, kwargs, on_return, on_exception). */
-static int
-check_plan(PyObject *plan)
-{
-    PyObject *kwargs = PyTuple_GET_SIZE(plan) == 5 ? PyTuple_GET_ITEM(plan, 2) : NULL;
-    if (kwargs == NULL || !PyTuple_Check(PyTuple_GET_ITEM(plan, 1))
-        || (kwargs != Py_None && !PyDict_Check(kwargs))) {
-        PyErr_SetString(PyExc_TypeError, "plan must be (fn, args tuple, kwargs dict or None, "
-                        "on_return, on_exception)");
-        return -1;
-    }
-    return 0;
-}
-
 #if !PYCLONE_HAVE_VM_MODES
 static PyObject *
 refuse_vm_modes(void)
@@ -235,21 +221,81 @@ count_other_threads(void)
     return threads - 1 - host_parked_count();
 }
 
+/* The positional arguments the clone_* entry points share, METH_FASTCALL
+ * (no argument tuple, no format string, no object written on the hot
+ * path -- in fork mode each would be a copy-on-write fault): (fn, args
+ * tuple, kwargs dict or None, flags, exit_signal, ...), min..max of them,
+ * checked by the Python layer.  `call` borrows the caller's references. */
+static int
+parse_start(const char *name, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t min,
+            Py_ssize_t max, struct call_plan *call, unsigned long long *flags,
+            int *exit_signal)
+{
+    if (nargs < min || nargs > max || !PyTuple_Check(args[1])
+        || (args[2] != Py_None && !PyDict_Check(args[2]))) {
+        PyErr_Format(PyExc_TypeError, "%s: (fn, args tuple, kwargs dict or None, flags, "
+                     "exit_signal, ...) expected, %zd to %zd arguments", name, min, max);
+        return -1;
+    }
+    call->fn = args[0];
+    call->args = args[1];
+    call->kwargs = args[2] == Py_None ? NULL : args[2];
+    *flags = PyLong_AsUnsignedLongLong(args[3]);
+    if (*flags == (unsigned long long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    int overflow;
+    long sig = PyLong_Check(args[4]) ? PyLong_AsLongAndOverflow(args[4], &overflow) : -1;
+    if (sig < 0 || sig > 64) {
+        if (!PyErr_Occurred()) {
+            PyErr_Format(PyExc_ValueError, "%s: exit signal not 0..64", name);
+        }
+        return -1;
+    }
+    *exit_signal = (int)sig;
+    return 0;
+}
+
+/* A stack size argument: a non-negative int. */
+static int
+parse_size(const char *name, PyObject *arg, Py_ssize_t *size)
+{
+    *size = PyLong_Check(arg) ? PyLong_AsSsize_t(arg) : -1;
+    if (*size < 0) {
+        if (!PyErr_Occurred()) {
+            PyErr_Format(PyExc_ValueError, "%s: a stack size must be an int >= 0", name);
+        }
+        return -1;
+    }
+    return 0;
+}
+
 /* The count made by the calling thread's last clone_fork(count_threads=1). */
 static __thread int threads_at_last_fork = -1;
 
 static PyObject *
-clone_fork(PyObject *module, PyObject *args)
+clone_fork(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *plan, *extras_obj = NULL;
+    struct call_plan call;
     unsigned long long flags, unshare_flags;
-    int exit_signal, method, count_threads = 0;
-    if (!PyArg_ParseTuple(args, "O!KiiK|Op:clone_fork", &PyTuple_Type, &plan, &flags,
-                          &exit_signal, &method, &unshare_flags, &extras_obj,
-                          &count_threads)) {
+    int exit_signal;
+    if (parse_start("clone_fork", args, nargs, 7, 9, &call, &flags, &exit_signal) < 0) {
         return NULL;
     }
-    if (check_plan(plan) < 0) {
+    long method = PyLong_Check(args[5]) ? PyLong_AsLong(args[5]) : -1;
+    if (method != FORK_RAW && method != FORK_LIBC && method != FORK_LIBC_INTERMEDIATE) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError, "clone_fork: method must be a FORK_* constant");
+        }
+        return NULL;
+    }
+    unshare_flags = PyLong_AsUnsignedLongLong(args[6]);
+    if (unshare_flags == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *extras_obj = nargs > 7 ? args[7] : NULL;
+    int count_threads = nargs > 8 ? PyObject_IsTrue(args[8]) : 0;
+    if (count_threads < 0) {
         return NULL;
     }
     struct clone_request req = {flags, exit_signal, -1, NULL, 0, NULL};
@@ -274,7 +320,7 @@ clone_fork(PyObject *module, PyObject *args)
 
     sigset_t all, old;
     sigfillset(&all);
-    struct fork_child_plan child = {method, unshare_flags, 0, pipefd[1], &old, plan};
+    struct fork_child_plan child = {(int)method, unshare_flags, 0, pipefd[1], &old, call};
     int used_clone3 = 0;
 
     /* os.fork's order: PyOS_BeforeFork last, nothing that can fail after
@@ -346,65 +392,20 @@ clone_fork(PyObject *module, PyObject *args)
 
 /* ---- borrowed mode ---------------------------------------------------- */
 
-#if PYCLONE_HAVE_VM_MODES
-/* The positional arguments shared by clone_borrowed and clone_thread,
- * METH_FASTCALL (no argument tuple, no format string on the hot path):
- * (plan, flags, exit_signal, size * nsizes[, extras]), ints the Python
- * layer has checked.  extras is NULL when not given. */
-static int
-parse_vm_start(const char *name, PyObject *const *args, Py_ssize_t nargs, int nsizes,
-               PyObject **plan, unsigned long long *flags, int *exit_signal,
-               Py_ssize_t *sizes, PyObject **extras)
-{
-    if (nargs < 3 + nsizes || nargs > 4 + nsizes || !PyTuple_Check(args[0])
-        || !PyLong_Check(args[1]) || !PyLong_Check(args[2])) {
-        PyErr_Format(PyExc_TypeError, "%s: (plan tuple, flags, exit_signal, %d size(s)"
-                     "[, extras]) expected", name, nsizes);
-        return -1;
-    }
-    *plan = args[0];
-    *flags = PyLong_AsUnsignedLongLong(args[1]);
-    if (*flags == (unsigned long long)-1 && PyErr_Occurred()) {
-        return -1;
-    }
-    int overflow;
-    long sig = PyLong_AsLongAndOverflow(args[2], &overflow);
-    if (overflow || sig < 0 || sig > INT_MAX) {
-        PyErr_Format(PyExc_ValueError, "%s: exit signal out of range", name);
-        return -1;
-    }
-    *exit_signal = (int)sig;
-    for (int i = 0; i < nsizes; i++) {
-        sizes[i] = PyLong_AsSsize_t(args[3 + i]);
-        if (sizes[i] == -1 && PyErr_Occurred()) {
-            return -1;
-        }
-        if (sizes[i] < 0) {
-            PyErr_Format(PyExc_ValueError, "%s: a stack size is negative", name);
-            return -1;
-        }
-    }
-    *extras = nargs == 4 + nsizes ? args[3 + nsizes] : NULL;
-    return 0;
-}
-#endif
-
 static PyObject *
 clone_borrowed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
 #if PYCLONE_HAVE_VM_MODES
-    PyObject *plan_tuple, *extras_obj;
+    struct call_plan call;
     unsigned long long flags;
     int exit_signal;
-    Py_ssize_t sizes[2];
-    if (parse_vm_start("clone_borrowed", args, nargs, 2, &plan_tuple, &flags, &exit_signal,
-                       sizes, &extras_obj) < 0) {
+    Py_ssize_t carve_min, map_size;
+    if (parse_start("clone_borrowed", args, nargs, 7, 8, &call, &flags, &exit_signal) < 0
+        || parse_size("clone_borrowed", args[5], &carve_min) < 0
+        || parse_size("clone_borrowed", args[6], &map_size) < 0) {
         return NULL;
     }
-    Py_ssize_t carve_min = sizes[0], map_size = sizes[1];
-    if (check_plan(plan_tuple) < 0) {
-        return NULL;
-    }
+    PyObject *extras_obj = nargs > 7 ? args[7] : NULL;
     struct clone_request req = {flags, exit_signal, -1, NULL, 0, NULL};
     struct clone_extras extras;
     if (parse_extras(extras_obj, &req, &extras) < 0) {
@@ -415,7 +416,7 @@ clone_borrowed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
 
     struct borrowed_plan plan;
-    plan.plan = plan_tuple;
+    plan.call = call;
     plan.clean = 0;
     plan.tid = 0;
     plan.flags = flags;
@@ -474,15 +475,16 @@ static PyObject *
 clone_thread(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
 #if PYCLONE_HAVE_VM_MODES
-    PyObject *plan, *extras_obj;
+    struct call_plan call;
     unsigned long long flags;
     int exit_signal;
     Py_ssize_t stack_size;
-    if (parse_vm_start("clone_thread", args, nargs, 1, &plan, &flags, &exit_signal,
-                       &stack_size, &extras_obj) < 0) {
+    if (parse_start("clone_thread", args, nargs, 6, 7, &call, &flags, &exit_signal) < 0
+        || parse_size("clone_thread", args[5], &stack_size) < 0) {
         return NULL;
     }
-    if (refuse_context() < 0 || check_plan(plan) < 0) {
+    PyObject *extras_obj = nargs > 6 ? args[6] : NULL;
+    if (refuse_context() < 0) {
         return NULL;
     }
     struct thread_job *job = PyMem_RawCalloc(1, sizeof *job);
@@ -504,7 +506,7 @@ clone_thread(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         job->pidfd = -1;
         job->req.pidfd_out = &job->pidfd;
     }
-    job->plan = plan;
+    job->call = call;
     job->flags = flags;
     job->exit_signal = exit_signal;
     job->stack_size = (size_t)stack_size;
@@ -664,29 +666,142 @@ rusage_tuple(const struct rusage *ru)
         ru->ru_nvcsw, ru->ru_nivcsw);
 }
 
+/* pid and options as C ints: 0, or -1 with an exception set. */
+static int
+wait_ints(PyObject *pid_o, PyObject *options_o, int *pid, unsigned int *options)
+{
+    long pid_l = PyLong_AsLong(pid_o);
+    unsigned long options_l = PyLong_AsUnsignedLong(options_o);
+    if ((pid_l == -1 || options_l == (unsigned long)-1) && PyErr_Occurred()) {
+        return -1;
+    }
+    if (pid_l < INT_MIN || pid_l > INT_MAX || options_l > 0xffffffffUL) {
+        PyErr_SetString(PyExc_OverflowError, "pid or options out of range");
+        return -1;
+    }
+    *pid = (int)pid_l;
+    *options = (unsigned int)options_l;
+    return 0;
+}
+
+static PyObject *wait_impl(int pid, unsigned int options, int with_rusage);
+
 static PyObject *
 wait_pid(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    /* METH_FASTCALL, ints already checked by the Python layer: in fork mode
-     * every object this touches before the child is reaped is one more
-     * copy-on-write fault (on 3.9-3.11 even a small int's refcount is a
-     * write). */
+    /* METH_FASTCALL, ints already checked by the Python layer (wait4). */
     if (nargs < 2 || nargs > 3 || !PyLong_Check(args[0]) || !PyLong_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError, "wait_pid(pid, options[, with_rusage]): ints");
         return NULL;
     }
-    long pid_l = PyLong_AsLong(args[0]);
-    unsigned long options_l = PyLong_AsUnsignedLong(args[1]);
-    int with_rusage = nargs == 3 ? PyObject_IsTrue(args[2]) : 0;
-    if ((pid_l == -1 || options_l == (unsigned long)-1 || with_rusage < 0) && PyErr_Occurred()) {
+    int pid, with_rusage = nargs == 3 ? PyObject_IsTrue(args[2]) : 0;
+    unsigned int options;
+    if (with_rusage < 0 || wait_ints(args[0], args[1], &pid, &options) < 0) {
         return NULL;
     }
-    if (pid_l < INT_MIN || pid_l > INT_MAX || options_l > 0xffffffffUL) {
-        PyErr_SetString(PyExc_OverflowError, "pid or options out of range");
+    return wait_impl(pid, options, with_rusage);
+}
+
+/* pyclone.waitpid itself, so that a fork-mode parent runs no Python frame
+ * of pyclone's between the fork and the wait: every page it writes while
+ * the child lives costs a copy-on-write fault (about 4 us each on our test
+ * machine; on 3.9-3.11 even a small int's refcount is a write).  Plain ints
+ * in range are used as they are; anything else goes to the Python layer's
+ * checker first (pyclone._core._check_wait_args), which converts or says
+ * what is wrong. */
+static PyObject *wait_args_checker;     /* set_wait_args_checker() */
+
+static PyObject *
+waitpid_(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"pid", "options"};
+    PyObject *given[2] = {NULL, NULL};
+    if (nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "waitpid() takes at most 2 arguments (%zd given)", nargs);
         return NULL;
     }
-    int pid = (int)pid_l;
-    unsigned int options = (unsigned int)options_l;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        given[i] = args[i];
+    }
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, k);
+        int slot = -1;
+        for (int j = 0; j < 2; j++) {
+            if (PyUnicode_CompareWithASCIIString(name, names[j]) == 0) {
+                slot = j;
+            }
+        }
+        if (slot < 0) {
+            PyErr_Format(PyExc_TypeError, "waitpid() got an unexpected keyword argument '%U'",
+                         name);
+            return NULL;
+        }
+        if (given[slot] != NULL) {
+            PyErr_Format(PyExc_TypeError, "waitpid() got multiple values for argument '%s'",
+                         names[slot]);
+            return NULL;
+        }
+        given[slot] = args[nargs + k];
+    }
+    int pid = -1;
+    unsigned int options = __WALL;
+    int plain = (given[0] == NULL || PyLong_CheckExact(given[0]))
+                && (given[1] == NULL || PyLong_CheckExact(given[1]));
+    if (plain) {
+        if (given[0] != NULL) {
+            int overflow;
+            long v = PyLong_AsLongAndOverflow(given[0], &overflow);
+            plain = !overflow && v >= INT_MIN && v <= INT_MAX;
+            pid = (int)v;
+        }
+        if (plain && given[1] != NULL) {
+            int overflow;
+            long v = PyLong_AsLongAndOverflow(given[1], &overflow);
+            plain = !overflow && v >= 0 && v <= (long)0xffffffffL;
+            options = (unsigned int)v;
+        }
+    }
+    if (!plain) {
+        if (wait_args_checker == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "pyclone._core is not initialised");
+            return NULL;
+        }
+        PyObject *pid_o = given[0] ? (Py_INCREF(given[0]), given[0]) : PyLong_FromLong(-1);
+        PyObject *opt_o = given[1] ? (Py_INCREF(given[1]), given[1])
+                                   : PyLong_FromUnsignedLong(__WALL);
+        PyObject *checked = pid_o && opt_o
+            ? PyObject_CallFunctionObjArgs(wait_args_checker, pid_o, opt_o, NULL) : NULL;
+        Py_XDECREF(pid_o);
+        Py_XDECREF(opt_o);
+        if (checked == NULL) {
+            return NULL;
+        }
+        int ok = PyTuple_Check(checked) && PyTuple_GET_SIZE(checked) == 2
+                 && wait_ints(PyTuple_GET_ITEM(checked, 0), PyTuple_GET_ITEM(checked, 1),
+                              &pid, &options) == 0;
+        Py_DECREF(checked);
+        if (!ok) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_SystemError, "waitpid: the checker returned no (pid, options)");
+            }
+            return NULL;
+        }
+    }
+    return wait_impl(pid, options, 0);
+}
+
+static PyObject *
+set_wait_args_checker(PyObject *module, PyObject *checker)
+{
+    Py_INCREF(checker);
+    Py_XSETREF(wait_args_checker, checker);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+wait_impl(int pid, unsigned int options, int with_rusage)
+{
 #if PYCLONE_HAVE_VM_MODES
     if (pid > 0 && !host_none()) {
         int wstatus = 0;
@@ -973,6 +1088,29 @@ process_single_threaded(PyObject *module, PyObject *unused)
 }
 
 static PyObject *
+set_exit_rules(PyObject *module, PyObject *args)
+{
+    PyObject *on_return, *on_exception;
+    if (!PyArg_ParseTuple(args, "OO:set_exit_rules", &on_return, &on_exception)
+        || child_set_exit_rules(on_return, on_exception) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+flush_std_streams_(PyObject *module, PyObject *unused)
+{
+    /* In C for fork mode's sake: every page the parent writes between two
+     * forks costs it a copy-on-write fault per fork, and a Python loop over
+     * the streams writes more of them than the two flush calls do. */
+    if (flush_std_streams() < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 stack_room(PyObject *module, PyObject *unused)
 {
     return PyLong_FromSize_t(stack_room_below_sp(0));
@@ -1019,18 +1157,22 @@ tid_fix_available(PyObject *module, PyObject *unused)
 }
 
 static PyMethodDef clone_methods[] = {
-    {"clone_fork", clone_fork, METH_VARARGS,
-     "clone_fork($module, plan, flags, exit_signal, method, unshare_flags, extras=None, count_threads=False, /)\n--\n\n"
+    {"clone_fork", (PyCFunction)(void (*)(void))clone_fork, METH_FASTCALL,
+     "clone_fork($module, fn, args, kwargs, flags, exit_signal, method, unshare_flags, extras=None, count_threads=False, /)\n--\n\n"
      "Fork-mode clone made by `method` (FORK_RAW, FORK_LIBC, FORK_LIBC_INTERMEDIATE);\n"
-     "the child calls fn(*args, **kwargs) from plan and exits with the status that\n"
-     "on_return(result) or on_exception(exc) gives.  Returns the pid, or\n"
+     "the child calls fn(*args, **kwargs) (kwargs a dict or None) and exits with\n"
+     "the status that the exit rules give (set_exit_rules).  Returns the pid, or\n"
      "(pid, pidfd or -1) when extras = (want_pidfd, cgroup_fd, set_tid) is given."},
+    {"set_exit_rules", set_exit_rules, METH_VARARGS,
+     "set_exit_rules($module, on_return, on_exception, /)\n--\n\n"
+     "What every child calls to end: on_return(result) or on_exception(exc) -> exit\n"
+     "status (pyclone._exit registers its own at import)."},
     {"clone_borrowed", (PyCFunction)(void (*)(void))clone_borrowed, METH_FASTCALL,
-     "clone_borrowed($module, plan, flags, exit_signal, carve_min, map_size, extras=None, /)\n--\n\n"
+     "clone_borrowed($module, fn, args, kwargs, flags, exit_signal, carve_min, map_size, extras=None, /)\n--\n\n"
      "CLONE_VM|CLONE_VFORK clone; returns once the child exited or exec'd: the\n"
      "pid, or (pid, pidfd or -1) with extras."},
     {"clone_thread", (PyCFunction)(void (*)(void))clone_thread, METH_FASTCALL,
-     "clone_thread($module, plan, flags, exit_signal, stack_size, extras=None, /)\n--\n\n"
+     "clone_thread($module, fn, args, kwargs, flags, exit_signal, stack_size, extras=None, /)\n--\n\n"
      "Thread-mode clone on a host thread's TLS; returns once the child runs: the\n"
      "pid, or (pid, pidfd or -1) with extras."},
     {"join_thread_children", join_thread_children, METH_NOARGS,
@@ -1106,6 +1248,15 @@ static PyMethodDef clone_methods[] = {
     {"signal_thread", signal_thread, METH_VARARGS,
      "signal_thread($module, tid, sig, /)\n--\n\n"
      "tgkill() to a thread of this process."},
+    {"waitpid", (PyCFunction)(void (*)(void))waitpid_, METH_FASTCALL | METH_KEYWORDS,
+     "waitpid($module, /, pid=-1, options=1073741824)\n--\n\n"
+     "``os.waitpid`` for clone children: ``(pid, status)``, same encoding.\n\n"
+     "Defaults to ``WALL`` so that children with any exit signal are found, and\n"
+     "accepts ``WCLONE`` (0x80000000), which overflows ``os.waitpid``."},
+    {"set_wait_args_checker", set_wait_args_checker, METH_O,
+     "set_wait_args_checker($module, checker, /)\n--\n\n"
+     "checker(pid, options) -> (pid, options) as ints, or raises: what waitpid()\n"
+     "calls for arguments that are not plain ints in range."},
     {"wait_pid", (PyCFunction)(void (*)(void))wait_pid, METH_FASTCALL,
      "wait_pid($module, pid, options, with_rusage=False, /)\n--\n\n"
      "wait4(2), retried on EINTR: (pid, status), plus struct rusage's 16 fields\n"
@@ -1115,6 +1266,10 @@ static PyMethodDef clone_methods[] = {
     {"process_single_threaded", process_single_threaded, METH_NOARGS,
      "process_single_threaded($module)\n--\n\n"
      "True if glibc knows this process never created a thread."},
+    {"flush_std_streams", flush_std_streams_, METH_NOARGS,
+     "flush_std_streams($module)\n--\n\n"
+     "Flush sys.stdout and sys.stderr (either may be None); an Exception from\n"
+     "a flush is ignored, any other propagates."},
     {"stack_room", stack_room, METH_NOARGS,
      "stack_room($module)\n--\n\n"
      "Bytes left below the stack pointer on the calling thread's stack."},
@@ -1155,7 +1310,8 @@ clone_exec(PyObject *module)
     host_init();
     cstack_init();      /* before CPYTHON_MIN_STACK below */
     (void)rawclone_tid_slot();  /* resolve now, not in a child */
-    if (PyModule_AddIntConstant(module, "FORK_RAW", FORK_RAW) < 0
+    if (flush_std_streams_init() < 0
+        || PyModule_AddIntConstant(module, "FORK_RAW", FORK_RAW) < 0
         || PyModule_AddIntConstant(module, "FORK_LIBC", FORK_LIBC) < 0
         || PyModule_AddIntConstant(module, "FORK_LIBC_INTERMEDIATE", FORK_LIBC_INTERMEDIATE) < 0
         || PyModule_AddIntConstant(module, "PAGE_SIZE", getpagesize()) < 0

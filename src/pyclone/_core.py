@@ -36,9 +36,9 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Mapping, NoReturn, Optional, Sequence, Tuple
 
     from ._errors import Extras
-    #: What the child runs: (fn, args, kwargs or None, on_return, on_exception).
-    Plan = Tuple[Callable[..., Any], Tuple[Any, ...], Optional[Dict[str, Any]],
-                 Callable[[object], int], Callable[[BaseException], int]]
+    #: What the child runs: (fn, args, kwargs or None); it ends by
+    #: pyclone._exit's rules, which the C core knows.
+    Plan = Tuple[Callable[..., Any], Tuple[Any, ...], Optional[Dict[str, Any]]]
 
 
 class _SpareGuard:
@@ -195,7 +195,7 @@ def launch(fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: Optional[Dict[
     (the request uses clone3's extras).
     """
     sys.audit("pyclone.clone", bits | exit_signal if audit_flags is None else audit_flags, mode)
-    plan = (fn, args, kwargs, _on_return, _on_exception)
+    plan = (fn, args, kwargs)
     extras = None
     try:
         if want_pidfd is None and cgroup is None and not set_tid and before is None:
@@ -246,7 +246,7 @@ def _start_fork(bits: int, exit_signal: int, stack_size: Optional[int], plan: Pl
     warn_after = (_WARNS_LIKE_OS_FORK and method in (_FORK_LIBC, _clone.FORK_LIBC_INTERMEDIATE)
                   and not _clone.process_single_threaded())
     count_now = warn_after and not _COUNTS_AFTER_HOOKS
-    pid = _clone.clone_fork(plan, bits, exit_signal,
+    pid = _clone.clone_fork(*plan, bits, exit_signal,
                             _clone.FORK_RAW if method is None else method,
                             unshare, extras, count_now)
     if warn_after:
@@ -269,9 +269,9 @@ def _start_borrowed(bits: int, exit_signal: int, stack_size: Optional[int], plan
     if _UNTESTED_INTERNALS:
         _warn_untested_python(stacklevel + 1)
     if stack_size is None:
-        return _clone_borrowed(plan, bits, exit_signal, _DEFAULT_CARVE, _DEFAULT_MAP, extras)
+        return _clone_borrowed(*plan, bits, exit_signal, _DEFAULT_CARVE, _DEFAULT_MAP, extras)
     size = max(stack_size, _rules.MIN_CHILD_STACK)
-    return _clone_borrowed(plan, bits, exit_signal, size, size, extras)
+    return _clone_borrowed(*plan, bits, exit_signal, size, size, extras)
 
 
 def _start_thread(bits: int, exit_signal: int, stack_size: Optional[int], plan: Plan,
@@ -279,7 +279,7 @@ def _start_thread(bits: int, exit_signal: int, stack_size: Optional[int], plan: 
     if _UNTESTED_INTERNALS:
         _warn_untested_python(stacklevel + 1)
     size = _DEFAULT_MAP if stack_size is None else max(stack_size, _rules.MIN_CHILD_STACK)
-    return _clone_thread(plan, bits, exit_signal, size, extras)
+    return _clone_thread(*plan, bits, exit_signal, size, extras)
 
 
 _STARTS = {"fork": _start_fork, "borrowed": _start_borrowed, "thread": _start_thread}
@@ -335,19 +335,30 @@ def clone(fn: Callable[..., Any], flags: int = SIGCHLD,
     bits, exit_signal, mode = verdict
     if exit_signal != _SIGCHLD and exit_signal:
         _rules.check_exit_signal_handled(exit_signal, bits)
-    if stack_size is None and kwargs is None and type(args) is tuple and mode != "fork" \
-            and not _UNTESTED_INTERNALS:
-        # The hot path: what launch() and _start_*() do for this plain
-        # request, in the same order, without their frames.
+    # A plain request: a fork without namespaces, with SIGCHLD, that needs no
+    # threads warning (fork_method's first case); a CLONE_VM mode not to warn about.
+    if stack_size is None and kwargs is None and type(args) is tuple and (
+            exit_signal == _SIGCHLD and not bits & ~_UNSHAREABLE
+            and not (_WARNS_LIKE_OS_FORK and not _single_threaded())
+            if mode == "fork" else not _UNTESTED_INTERNALS):
+        # The hot path: what launch() and _start_*() do for this request, in
+        # the same order, without their frames (in fork mode each object they
+        # would touch is one more copy-on-write fault per fork).
         _audit("pyclone.clone", bits | exit_signal, mode)
-        plan = (fn, args, None, _on_return, _on_exception)
         try:
-            if mode == "thread":
-                pid: int = _clone_thread(plan, bits, exit_signal, _DEFAULT_MAP)
-                return pid
-            if _claim_guard():
-                _per_thread.guard = _SpareGuard()
-            pid = _clone_borrowed(plan, bits, exit_signal, _DEFAULT_CARVE, _DEFAULT_MAP)
+            if mode == "fork":
+                _flush_std_streams()    # never duplicate buffered output
+                # Nothing of ours left to release once the child is forked:
+                # each object it would write is a copy-on-write fault.
+                del verdict, mode, flags, stack_size, kwargs
+                pid: int = _clone_fork(fn, args, None, bits, exit_signal, _FORK_LIBC, bits)
+            elif mode == "thread":
+                pid = _clone_thread(fn, args, None, bits, exit_signal, _DEFAULT_MAP)
+            else:
+                if _claim_guard():
+                    _per_thread.guard = _SpareGuard()
+                pid = _clone_borrowed(fn, args, None, bits, exit_signal, _DEFAULT_CARVE,
+                                      _DEFAULT_MAP)
             return pid
         except OSError as exc:
             _raise_refused(exc, bits, None)
@@ -362,9 +373,10 @@ _SIGCHLD = SIGCHLD
 _CLONE_PARENT = F.CLONE_PARENT
 _verdict_types = _rules._verdict_types
 _clone_verdicts = _rules._clone_verdicts
-_on_return = _exit.on_return
-_on_exception = _exit.on_exception
 _audit = sys.audit
+_flush_std_streams = _exit.flush_std_streams
+_clone_fork = _clone.clone_fork
+_single_threaded = _clone.process_single_threaded
 
 
 def _check_wait_args(pid: Any, options: Any) -> Tuple[int, int]:
@@ -377,16 +389,12 @@ def _check_wait_args(pid: Any, options: Any) -> Tuple[int, int]:
     return pid, options
 
 
-def waitpid(pid: int = -1, options: int = WALL) -> Tuple[int, int]:
-    """``os.waitpid`` for clone children: ``(pid, status)``, same encoding.
-
-    Defaults to ``WALL`` so that children with any exit signal are found, and
-    accepts ``WCLONE`` (0x80000000), which overflows ``os.waitpid``.
-    """
-    if type(pid) is not int or type(options) is not int or not 0 <= options < 1 << 32:
-        pid, options = _check_wait_args(pid, options)
-    # (A CLONE_THREAD child is not waitable: the C core joins it by its tid.)
-    return _wait_pid(pid, options)
+#: ``waitpid(pid=-1, options=WALL) -> (pid, status)``: ``os.waitpid`` for
+#: clone children.  In C (fork mode's parent then runs no frame of ours
+#: between fork and wait, where each page written is a copy-on-write
+#: fault); it calls _check_wait_args for anything but plain ints in range.
+waitpid = _clone.waitpid
+_clone.set_wait_args_checker(_check_wait_args)
 
 
 def wait4(pid: int = -1, options: int = WALL) -> Tuple[int, int, Optional[resource.struct_rusage]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sys
 
+from . import _clone
+
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:          # signal's names, without signal.py's enum import at run time
     from signal import SIGTERM
@@ -23,13 +25,10 @@ class Terminated(BaseException):
     then goes on."""
 
 
-def flush_std_streams() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except Exception:
-            pass
+#: sys.stdout and sys.stderr flushed (either may be None), an Exception
+#: from a flush ignored.  In C: the fork-mode parent calls it before every
+#: fork, and each page it writes costs a copy-on-write fault per fork.
+flush_std_streams = _clone.flush_std_streams
 
 
 def system_exit_status(exc: SystemExit) -> int:
@@ -78,3 +77,7 @@ def on_exception(exc: BaseException) -> int:
     flush_std_streams()
     return status
 
+
+# What every child ends with: the C core calls these (it decodes None and
+# exact int results itself, as on_return would).
+_clone.set_exit_rules(on_return, on_exception)

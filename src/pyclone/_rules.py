@@ -3,6 +3,7 @@ system call, with a message that says what to do instead."""
 from __future__ import annotations
 
 import os
+import sys
 
 from . import _clone
 from . import flags as F        # the flags as plain ints (IntFlag arithmetic is slow)
@@ -184,9 +185,10 @@ def _signal_name(sig: int) -> str:
 #: int (IntFlag and Signals values hash and compare equal to it).
 _clone_verdicts: dict[int, tuple[int, int, str]] = {}
 _clone3_verdicts: dict[int, str] = {}
-#: The types whose values are looked up there: int, and CloneFlags once it
-#: is built (on first use, not at import).  Not any type: a float equal to
-#: a remembered word (17.0) is still no flags word.
+#: The types whose values are looked up there: int, and the int enums a
+#: flags word is commonly written with (signal.SIGCHLD, CloneFlags) once
+#: one has passed the checks.  Not any type: a float equal to a remembered
+#: word (17.0) is still no flags word.
 _verdict_types = {int}
 
 
@@ -198,8 +200,9 @@ def check_clone_flags(flags: Any) -> Tuple[int, int, str]:
         check_legacy_exit_signal(exit_signal)
         _check_flag_bits(bits, "clone")
         verdict = _clone_verdicts[bits | exit_signal] = (bits, exit_signal, mode_of(bits))
-        if type(flags) is vars(F).get("CloneFlags"):
-            _verdict_types.add(type(flags))
+        signals = getattr(sys.modules.get("signal"), "Signals", None)
+        if type(flags) in (vars(F).get("CloneFlags"), signals):
+            _verdict_types.add(type(flags))     # int's hash and ==
     if verdict[0] & F.CLONE_PARENT:
         _check_parent_allowed()
     return verdict

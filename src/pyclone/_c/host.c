@@ -535,7 +535,7 @@ host_settle(struct thread_job *job)
         }
         vm_done(&job->vm);                       /* before its thread state goes */
         frames_release_abandoned(abandoned);
-        Py_CLEAR(job->plan);
+        call_plan_clear(&job->call);
         PyThreadState_Clear(t);
         PyThreadState_DeleteCurrent();      /* and the GIL */
     }
@@ -1066,7 +1066,7 @@ clone_on_host(struct thread_job *job, struct host *h)
 pid_t
 host_start(struct thread_job *job, int *pidfd)
 {
-    Py_INCREF(job->plan);
+    call_plan_hold(&job->call);
     job->interp = PyThreadState_GetInterpreter(PyThreadState_Get());
     job->owner = getpid();
     count_owner(job->owner, +1);
@@ -1110,7 +1110,7 @@ host_start(struct thread_job *job, int *pidfd)
     }
     pthread_mutex_unlock(&registry_lock);
     if (pid < 0) {
-        Py_DECREF(job->plan);
+        call_plan_clear(&job->call);
         job_free(job);
         errno = err;
         return -1;

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "call_plan.h"
 #include "raw_clone.h"
 #include "terminate.h"
 
@@ -24,7 +25,7 @@ struct host;
 
 /* One thread-mode child, from request to cleanup. */
 struct thread_job {
-    PyObject *plan;             /* (fn, args, kwargs, on_return, on_exception), owned */
+    struct call_plan call;      /* owned */
     struct vm_entry vm;         /* for terminate (terminate.h) */
     PyInterpreterState *interp;
     pid_t owner;                /* the requesting process (its hosts are its threads) */
@@ -57,7 +58,7 @@ struct thread_job {
  * freed); *pidfd gets job->pidfd.  `job` comes from PyMem_RawCalloc and
  * belongs to pyclone from here on.  Called with the GIL, which it releases
  * only while a host makes a thread state for the child (a new host, or one
- * that has no spare).  Takes a reference to job->plan. */
+ * that has no spare).  Takes references to job->call. */
 pid_t host_start(struct thread_job *job, int *pidfd);
 
 /* CLONE_THREAD children cannot be waited for: join one through its tid.

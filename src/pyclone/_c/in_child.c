@@ -104,23 +104,59 @@ child_take_exception(void)
 #endif
 }
 
-/* sys.stdout and sys.stderr flushed, as pyclone._exit.flush_std_streams
- * does (an Exception from a flush is ignored): 0, or -1 with another
- * exception set (a signal handler's, say). */
-static int PYCLONE_NOINLINE
-child_flush_std_streams(void)
+/* Made at the main interpreter's import, kept for good: no allocation per
+ * flush (PySys_GetObject makes a str of the name each time), so no more
+ * pages written.  (Clones are refused in other interpreters; there a flush
+ * takes the slow way.) */
+static PyObject *sys_module, *flush_name, *stream_names[2];
+
+int
+flush_std_streams_init(void)
 {
-    static PyObject *flush;                 /* "flush", interned once */
-    static const char *const names[] = {"stdout", "stderr"};
-    if (flush == NULL && (flush = PyUnicode_InternFromString("flush")) == NULL) {
+    if (sys_module != NULL || PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        return 0;
+    }
+    if ((flush_name = PyUnicode_InternFromString("flush")) == NULL
+        || (stream_names[0] = PyUnicode_InternFromString("stdout")) == NULL
+        || (stream_names[1] = PyUnicode_InternFromString("stderr")) == NULL
+        || (sys_module = PyImport_ImportModule("sys")) == NULL) {
         return -1;
     }
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        PyObject *stream = PySys_GetObject(names[i]);       /* borrowed */
-        if (stream == NULL || stream == Py_None) {
+    return 0;
+}
+
+int PYCLONE_NOINLINE
+flush_std_streams(void)
+{
+    static const char *const names[] = {"stdout", "stderr"};
+    int fast = sys_module != NULL && PyInterpreterState_Get() == PyInterpreterState_Main();
+    for (size_t i = 0; i < 2; i++) {
+        /* A strong reference: a flush may replace sys.stdout. */
+        PyObject *stream;
+        if (fast) {
+            stream = PyObject_GetAttr(sys_module, stream_names[i]);
+            if (stream == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                    return -1;
+                }
+                PyErr_Clear();          /* deleted: nothing to flush */
+                continue;
+            }
+        }
+        else {
+            stream = PySys_GetObject(names[i]);     /* borrowed; NULL if deleted */
+            if (stream == NULL) {
+                continue;
+            }
+            Py_INCREF(stream);
+        }
+        if (stream == Py_None) {
+            Py_DECREF(stream);
             continue;
         }
-        PyObject *r = PyObject_CallMethodNoArgs(stream, flush);
+        PyObject *r = fast ? PyObject_CallMethodNoArgs(stream, flush_name)
+                           : PyObject_CallMethod(stream, "flush", NULL);
+        Py_DECREF(stream);
         if (r != NULL) {
             Py_DECREF(r);
         }
@@ -134,22 +170,44 @@ child_flush_std_streams(void)
     return 0;
 }
 
-int PYCLONE_NOINLINE
-child_call_target(PyObject *plan)
+/* pyclone._exit's rules, kept for good (registered at its import). */
+static PyObject *rule_on_return, *rule_on_exception;
+
+int
+child_set_exit_rules(PyObject *on_return, PyObject *on_exception)
 {
-    /* plan = (fn, args, kwargs or None, on_return, on_exception), all kept alive by
-     * the parent, so borrowed here: if this child execs or _exits inside
-     * fn, nothing of ours is left referenced from its abandoned C stack.
+    if (!PyCallable_Check(on_return) || !PyCallable_Check(on_exception)) {
+        PyErr_SetString(PyExc_TypeError, "the exit rules must be callables");
+        return -1;
+    }
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        return 0;       /* clones are refused there: keep the main interpreter's */
+    }
+    Py_INCREF(on_return);
+    Py_INCREF(on_exception);
+    Py_XSETREF(rule_on_return, on_return);
+    Py_XSETREF(rule_on_exception, on_exception);
+    return 0;
+}
+
+int PYCLONE_NOINLINE
+child_call_target(const struct call_plan *call)
+{
+    /* fn, args and kwargs are kept alive by the parent, so borrowed here:
+     * if this child execs or _exits inside fn, nothing of ours is left
+     * referenced from its abandoned C stack.  The exit rules
      * on_return(result) / on_exception(exc) are pyclone's Python helpers
      * (None and an exact int, the common results, are handled here as
-     * on_return would):
-     * they decode SystemExit themselves (PyErr_Print would call exit() and
-     * finalise an interpreter the child may share), flush stdio and return
-     * the exit status 0..255. */
-    PyObject *fn = PyTuple_GET_ITEM(plan, 0);
-    PyObject *args = PyTuple_GET_ITEM(plan, 1);
-    PyObject *kwargs = PyTuple_GET_ITEM(plan, 2);
-    PyObject *res = PyObject_Call(fn, args, kwargs == Py_None ? NULL : kwargs);
+     * on_return would): they decode SystemExit themselves (PyErr_Print
+     * would call exit() and finalise an interpreter the child may share),
+     * flush stdio and return the exit status 0..255.  They are not in the
+     * call plan: one reference fewer to write per child, which in fork
+     * mode's parent is one copy-on-write fault fewer. */
+    PyObject *fn = call->fn;
+    if (rule_on_return == NULL) {
+        return 1;                   /* pyclone._exit never imported: cannot happen */
+    }
+    PyObject *res = PyObject_Call(fn, call->args, call->kwargs);
     PyObject *status;
     if (res == Py_None || (res != NULL && PyLong_CheckExact(res))) {
         /* The common ends, without calling back into Python: what
@@ -158,19 +216,19 @@ child_call_target(PyObject *plan)
         int overflow;
         long value = res == Py_None ? 0 : PyLong_AsLongAndOverflow(res, &overflow);
         Py_DECREF(res);
-        if (child_flush_std_streams() == 0) {
+        if (flush_std_streams() == 0) {
             return value >= 0 && value <= 255 ? (int)value : 0;
         }
         PyErr_WriteUnraisable(fn);
         return 1;
     }
     if (res != NULL) {
-        status = PyObject_CallFunctionObjArgs(PyTuple_GET_ITEM(plan, 3), res, NULL);
+        status = PyObject_CallFunctionObjArgs(rule_on_return, res, NULL);
         Py_DECREF(res);
     }
     else {
         PyObject *exc = child_take_exception();
-        status = PyObject_CallFunctionObjArgs(PyTuple_GET_ITEM(plan, 4),
+        status = PyObject_CallFunctionObjArgs(rule_on_exception,
                                               exc ? exc : Py_None, NULL);
         Py_XDECREF(exc);
     }
@@ -290,7 +348,7 @@ child_after_fork(const struct fork_child_plan *plan)
      * clone in a threaded process they may not be (see the top of file). */
     PyOS_AfterFork_Child();
     (void)pthread_sigmask(SIG_SETMASK, plan->mask, NULL);
-    int status = child_call_target(plan->plan);
+    int status = child_call_target(&plan->call);
     child_leave_process(0);
     if (status < 0) {
         child_die_by_signal(-status, 0);    /* a process of its own */
@@ -317,7 +375,7 @@ child_borrowed_main(void *arg)
     PyEval_RestoreThread(plan->tstate);
     tstate_bind_gilstate(plan->tstate);
     vm_running(&plan->vm, plan->tstate);
-    int status = child_call_target(plan->plan);
+    int status = child_call_target(&plan->call);
     vm_done(&plan->vm);
     child_leave_process(1);
     plan->clean = 1;        /* shared memory: the parent may reuse our state */
@@ -341,13 +399,13 @@ child_thread_main(void *arg)
     }
     PyEval_RestoreThread(job->tstate);
     vm_running(&job->vm, job->tstate);
-    int status = child_call_target(job->plan);
+    int status = child_call_target(&job->call);
     vm_done(&job->vm);
     if (!(job->flags & CLONE_THREAD)) {
         child_leave_process(1);     /* our own process: retire its hosts */
     }
     job->status = status;
-    Py_CLEAR(job->plan);
+    call_plan_clear(&job->call);
     if (tstate_reusable(job->tstate)) {
         /* Leave our thread state, reset, for the host's next child: its
          * data stack is already mapped.  Always, even when the pool is

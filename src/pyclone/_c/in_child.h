@@ -4,6 +4,7 @@
 #ifndef PYCLONE_IN_CHILD_H
 #define PYCLONE_IN_CHILD_H
 
+#include "call_plan.h"
 #include "compat.h"
 #include "terminate.h"
 #include <signal.h>
@@ -36,15 +37,22 @@ struct fork_child_plan {
     int clear_sighand;      /* emulate CLONE_CLEAR_SIGHAND (fork() cannot carry it) */
     int report_fd;          /* write end of the close-on-exec error pipe, or -1 */
     const sigset_t *mask;   /* the caller's signal mask, restored before Python */
-    PyObject *plan;         /* (fn, args, kwargs, on_return, on_exception) */
+    struct call_plan call;
 };
+
+/* sys.stdout and sys.stderr flushed, an Exception from a flush ignored: 0,
+ * or -1 with another exception set (a signal handler's, say).  The
+ * child's last Python work, and the fork-mode parent's before the fork
+ * (pyclone._exit.flush_std_streams); needs the GIL. */
+int flush_std_streams(void);
+int flush_std_streams_init(void);      /* at import: 0, or -1 with an exception */
 
 /* Fork mode: runs in the child right after fork()/clone() returned 0. */
 PYCLONE_NORETURN void child_after_fork(const struct fork_child_plan *plan);
 
 /* Borrowed mode: the child's entry point for glibc clone(). */
 struct borrowed_plan {
-    PyObject *plan;         /* (fn, args, kwargs, on_return, on_exception) */
+    struct call_plan call;
     PyThreadState *tstate;  /* created by the parent for the child */
     struct vm_entry vm;     /* for terminate (terminate.h) */
     volatile pid_t tid;     /* the child's, stored by the child first thing */
@@ -59,10 +67,15 @@ int child_borrowed_main(void *arg);
 /* Thread mode: the child's entry point for glibc clone() (a thread_job). */
 int child_thread_main(void *arg);
 
-/* Calls fn(*args, **kwargs) from `plan` with the GIL held and returns the
- * exit status 0..255 that on_return/on_exception decide, or -N when the
- * child is to end as killed by signal N (pyclone.Terminated: -SIGTERM). */
-int child_call_target(PyObject *plan);
+/* Calls fn(*args, **kwargs) with the GIL held and returns the exit status
+ * 0..255 that the exit rules decide, or -N when the child is to end as
+ * killed by signal N (pyclone.Terminated: -SIGTERM). */
+int child_call_target(const struct call_plan *call);
+
+/* The exit rules, pyclone._exit's on_return(result) and on_exception(exc)
+ * (each -> status), registered once at its import: 0, or -1 with an
+ * exception (not callables). */
+int child_set_exit_rules(PyObject *on_return, PyObject *on_exception);
 
 /* Ends the calling child as killed by `sig`, holding nothing: in its own
  * handler table the signal's action is made the default first; in a shared
