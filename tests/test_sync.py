@@ -256,6 +256,33 @@ def test_the_read_sleeper_word_is_shared_with_fork_mode_children():
     done.close()
 
 
+def _skips_left(sem):
+    return struct.unpack_from("=I", sem._sleeper, 4)[0]
+
+
+@needs_blocking_eventfd
+def test_after_a_contended_acquire_the_next_skip_the_try_and_still_count_right():
+    """An acquire that had to wait makes the next 16 go straight to the
+    wait's read() (no try first); a timed or non-blocking acquire still
+    fails in time when there is no permit, and every permit is taken once."""
+    sem = P.Semaphore(0)
+    timer = threading.Timer(0.05, sem.release)
+    timer.start()
+    assert sem.acquire(timeout=10)          # the try failed: it waited
+    timer.join()
+    assert _skips_left(sem) == 16
+    sem.release(3)
+    assert [sem.acquire() for _ in range(3)] == [True] * 3
+    assert _skips_left(sem) == 13
+    assert sem.acquire(False) is False      # a non-blocking acquire only tries
+    assert _skips_left(sem) == 13
+    t0 = time.monotonic()
+    assert sem.acquire(timeout=0.05) is False
+    assert time.monotonic() - t0 >= 0.05
+    assert sem._value() == 0
+    sem.close()
+
+
 @needs_blocking_eventfd
 def test_a_reader_killed_asleep_leaves_the_semaphore_working():
     # The word is a hint: with its holder gone, waiters use the epoll

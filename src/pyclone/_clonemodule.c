@@ -925,18 +925,19 @@ int_arg(PyObject *o, int *out)
     return 0;
 }
 
-/* The sleeper word of an eventfd semaphore (sem.c): the first 4 bytes of a
- * writable shared mapping (an mmap object), held as a buffer while it is
- * used, so that it cannot be unmapped under a task asleep without the GIL. */
+/* The sleeper words of an eventfd semaphore (sem.c): the first 8 bytes of a
+ * writable shared mapping (an mmap object), held as a buffer while they are
+ * used, so that they cannot be unmapped under a task asleep without the GIL. */
 static int
 sleeper_word(PyObject *mapping, Py_buffer *word)
 {
     if (PyObject_GetBuffer(mapping, word, PyBUF_WRITABLE) < 0) {
         return -1;
     }
-    if (word->len < (Py_ssize_t)sizeof(uint32_t) || (uintptr_t)word->buf % sizeof(uint32_t) != 0) {
+    if (word->len < 2 * (Py_ssize_t)sizeof(uint32_t)
+        || (uintptr_t)word->buf % sizeof(uint32_t) != 0) {
         PyBuffer_Release(word);
-        PyErr_SetString(PyExc_ValueError, "the sleeper word must be 4 aligned bytes");
+        PyErr_SetString(PyExc_ValueError, "the sleeper words must be 8 aligned bytes");
         return -1;
     }
     return 0;

@@ -18,6 +18,15 @@
  * by a read of the eventfd, so a task killed while holding it costs later
  * waiters one system call each (they use the epoll instance), nothing else.
  *
+ * A try costs a system call (an eventfd has no count in user memory, as a
+ * futex semaphore has), about a sixth of a blocked hand-off here: wasted
+ * whenever the acquire then sleeps, as every acquire of a ping-pong does.
+ * So after a try that failed, the next SKIP_TRIES acquires of the
+ * semaphore (by any task: the countdown is the second word of the sleeper
+ * page) go straight to the wait, without the GIL, whose read() takes a
+ * permit that is there at once.  The price, once contention is over: up
+ * to SKIP_TRIES uncontended acquires release the GIL for a moment.
+ *
  * The non-blocking tries use preadv2(RWF_NOWAIT), so the eventfd itself can
  * be blocking; a kernel whose eventfd does not take RWF_NOWAIT (older ones
  * answer EOPNOTSUPP) gets a non-blocking eventfd, plain read()s as tries,
@@ -114,6 +123,8 @@ static int nowait_reads = -1;
  * (the eventfd was made non-blocking: sem_eventfd_unblock). */
 #define SLEEPER_ASLEEP 1u
 #define SLEEPER_NEVER 2u
+/* sleeper[1]: acquires left that skip the try (see the top of this file). */
+#define SKIP_TRIES 16u
 
 /* preadv2 by number: glibc has a wrapper only from 2.26.  Offset -1 (both
  * halves, for 32-bit kernels) reads at the file position, as read() does. */
@@ -220,7 +231,8 @@ wait_ms(struct deadline *d)
 static int
 eventfd_wait(int fd, int waiter, uint32_t *sleeper, struct deadline *d, int *interrupted)
 {
-    /* The caller has just tried the read: sleep first. */
+    /* The caller has just tried the read, or skipped it (the read() below
+     * and the level-triggered epoll_wait return at once on a permit). */
     for (;;) {
         if (deadline_passed(d)) {
             return 0;
@@ -274,9 +286,22 @@ eventfd_wait(int fd, int waiter, uint32_t *sleeper, struct deadline *d, int *int
 int
 sem_eventfd_acquire(int fd, int waiter, uint32_t *sleeper, double timeout)
 {
-    int r = try_take(fd);           /* uncontended: no GIL hand-off */
-    if (r != 0 || timeout == 0) {
-        return r;
+    uint32_t *skips = sleeper != NULL && timeout != 0 && nowait_reads > 0 ? sleeper + 1 : NULL;
+    int r;
+    if (skips != NULL && __atomic_load_n(skips, __ATOMIC_RELAXED) > 0) {
+        /* Contended lately: the wait's read() is the try (a hint, raced
+         * on by every task: a lost decrement costs one try). */
+        __atomic_fetch_sub(skips, 1, __ATOMIC_RELAXED);
+        r = 0;
+    }
+    else {
+        r = try_take(fd);           /* uncontended: no GIL hand-off */
+        if (r != 0 || timeout == 0) {
+            return r;
+        }
+        if (skips != NULL) {
+            __atomic_store_n(skips, SKIP_TRIES, __ATOMIC_RELAXED);
+        }
     }
     struct deadline d;
     deadline_start(&d, timeout);

@@ -13,8 +13,8 @@ int sem_eventfd_new(uint64_t value);
 /* An epoll fd watching eventfd `fd`: what waiters sleep on (sem.c). */
 int sem_eventfd_waiter_new(int fd);
 /* waiter: from sem_eventfd_waiter, or -1 to ppoll the eventfd itself;
- * sleeper: the semaphore's word in shared memory that lets one task sleep
- * in read() (sem.c), or NULL. */
+ * sleeper: the semaphore's two words in shared memory, which let one task
+ * sleep in read() and say how many acquires skip the try (sem.c), or NULL. */
 int sem_eventfd_acquire(int fd, int waiter, uint32_t *sleeper, double timeout);
 int sem_eventfd_release(int fd, uint64_t n);
 /* Makes a blocking eventfd non-blocking for good, so that a write that
