@@ -433,6 +433,13 @@ clone_borrowed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     cstack_set(plan.tstate, st.low, st.top);
 
     struct vm_start start = {child_borrowed_main, &plan, st.top, NULL, NULL, NULL};
+    if (req.pidfd_out == NULL) {
+        /* The kernel stores the child's tid for terminate() before the
+         * child runs: no gettid() in the child.  (The legacy call returns
+         * a pidfd through the same pointer: then the child asks.) */
+        req.flags |= CLONE_PARENT_SETTID;
+        start.parent_tid = (pid_t *)&plan.tid;
+    }
     /* Release the GIL so other threads run while this one is suspended.
      * The child starts with our mask: a signal it gets before its thread
      * state is attached runs CPython's C-level handler, which needs none

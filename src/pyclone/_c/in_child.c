@@ -361,9 +361,12 @@ child_borrowed_main(void *arg)
 {
     struct borrowed_plan *plan = arg;
 
-    /* First, so that terminate() finds us by pid (a raw system call: no
-     * errno, which is the suspended parent's). */
-    plan->tid = (pid_t)syscall(SYS_gettid);
+    /* First, so that terminate() finds us by pid, unless the kernel stored
+     * it (CLONE_PARENT_SETTID).  A raw system call: no errno, which is the
+     * suspended parent's. */
+    if (plan->tid == 0) {
+        plan->tid = (pid_t)syscall(SYS_gettid);
+    }
     if (plan->clear_sighand) {
         child_reset_handlers();
     }

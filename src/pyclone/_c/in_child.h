@@ -55,7 +55,7 @@ struct borrowed_plan {
     struct call_plan call;
     PyThreadState *tstate;  /* created by the parent for the child */
     struct vm_entry vm;     /* for terminate (terminate.h) */
-    volatile pid_t tid;     /* the child's, stored by the child first thing */
+    volatile pid_t tid;     /* the child's: set by the kernel or the child, first */
     uint64_t flags;
     sigset_t mask;          /* the caller's mask, with blocked_start */
     int blocked_start;      /* the child starts with every signal blocked */
