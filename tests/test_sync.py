@@ -379,6 +379,27 @@ def test_errors():
     robust.close()
 
 
+@pytest.mark.parametrize("robust", [False, True], ids=["eventfd", "robust"])
+def test_acquire_and_release_agree_in_c_and_in_python(robust):
+    """acquire() with the defaults and release() of one permit are answered
+    in C; any other call goes through the Python rules: both count alike."""
+    sem = P.Semaphore(0, robust=robust)
+    sem.release()                                   # C
+    assert sem.acquire() is True                    # C
+    sem.release(n=1)                                # a keyword: Python
+    assert sem.acquire(blocking=True) is True       # a keyword: Python
+    sem.release(1)                                  # C
+    assert sem.acquire(True, None) is True          # two arguments: Python
+    assert sem.acquire(False) is False
+    assert sem.acquire(timeout=0.01) is False
+    with pytest.raises(TypeError):
+        sem.release(True)                           # a bool is no count
+    with pytest.raises(TypeError):
+        sem.acquire(True, None, 3)
+    assert sem._value() == 0
+    sem.close()
+
+
 def test_signal_handler_exception_interrupts_a_wait():
     sem = P.Semaphore(0)
 

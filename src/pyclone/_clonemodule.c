@@ -39,6 +39,7 @@
 #include "_c/frames.h"
 #include "_c/host.h"
 #include "_c/sem.h"
+#include "_c/sem_type.h"
 #include "_c/raw_clone.h"
 #include "_c/stack.h"
 #include "_c/terminate.h"
@@ -1319,6 +1320,7 @@ clone_exec(PyObject *module)
     cstack_init();      /* before CPYTHON_MIN_STACK below */
     (void)rawclone_tid_slot();  /* resolve now, not in a child */
     if (flush_std_streams_init() < 0
+        || sem_type_add(module) < 0
         || PyModule_AddIntConstant(module, "FORK_RAW", FORK_RAW) < 0
         || PyModule_AddIntConstant(module, "FORK_LIBC", FORK_LIBC) < 0
         || PyModule_AddIntConstant(module, "FORK_LIBC_INTERMEDIATE", FORK_LIBC_INTERMEDIATE) < 0

@@ -70,7 +70,7 @@ def _check_timeout(blocking: bool, timeout: Optional[float]) -> float:
     return timeout
 
 
-class Semaphore:
+class Semaphore(_clone.SemaphoreCore):
     """A counting semaphore usable from any pyclone child and its parent.
 
     ``Semaphore(value=1, *, robust=False)``: ``acquire(blocking=True,
@@ -118,10 +118,13 @@ class Semaphore:
                 raise
         self._finalizer = weakref.finalize(self, Semaphore._free, self._robust,
                                            self._handle, self._creator, self._waiter)
-        # The C call of this kind, bound once: acquire() and release() are
-        # ping-pong's whole cost, so they look up as little as they can.
+        # The C call of this kind, bound once, for the slow release.
         self._post = _clone.sem_sysv_post if robust else _clone.sem_eventfd_post
         self._closed = False
+        # acquire() and release() are ping-pong's whole cost: the C base
+        # answers the common calls itself (no Python frame) and passes the
+        # rest to _acquire_slow()/_release_slow() below.
+        self._bind(self._robust, self._handle, self._waiter, self._sleeper)
 
     @staticmethod
     def _free(robust: bool, handle: int, creator: int, waiter: int = -1) -> None:
@@ -143,8 +146,14 @@ class Semaphore:
             raise ValueError("operation on a closed semaphore")
         return self._handle
 
-    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
-        """Take one permit; False if it could not be had in time."""
+    # The C base's: it answers acquire() with the defaults and release() of
+    # one permit itself and passes other calls to the two methods below.
+    # (Named here so that the class documents them.)
+    acquire = _clone.SemaphoreCore.acquire
+    release = _clone.SemaphoreCore.release
+
+    def _acquire_slow(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
+        """acquire() with every rule: its arguments, a closed semaphore, errors."""
         if self._closed:
             raise ValueError("operation on a closed semaphore")
         wait = -1.0 if blocking is True and timeout is None else _check_timeout(blocking, timeout)
@@ -152,8 +161,8 @@ class Semaphore:
             return _sysv_wait(self._handle, wait)
         return _eventfd_wait(self._handle, self._waiter, self._sleeper, wait)
 
-    def release(self, n: int = 1) -> None:
-        """Give back ``n`` permits (to whichever tasks wait)."""
+    def _release_slow(self, n: int = 1) -> None:
+        """release() with every rule: its argument, a closed semaphore, errors."""
         if self._closed:
             raise ValueError("operation on a closed semaphore")
         if type(n) is not int or n != 1:
