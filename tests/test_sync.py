@@ -203,7 +203,7 @@ needs_blocking_eventfd = pytest.mark.skipif(
 
 
 def _sleeper_word(sem):
-    return struct.unpack_from("I", sem._sleeper)[0]
+    return struct.unpack_from("I", sem._page)[0]
 
 
 def _syscall_nr(tid):
@@ -257,15 +257,17 @@ def test_the_read_sleeper_word_is_shared_with_fork_mode_children():
 
 
 def _skips_left(sem):
-    return struct.unpack_from("=I", sem._sleeper, 4)[0]
+    return struct.unpack_from("=I", sem._page, 4)[0]
 
 
 @needs_blocking_eventfd
 def test_after_a_contended_acquire_the_next_skip_the_try_and_still_count_right():
-    """An acquire that had to wait makes the next 16 go straight to the
-    wait's read() (no try first); a timed or non-blocking acquire still
-    fails in time when there is no permit, and every permit is taken once."""
+    """With the count in the eventfd (after fileno()), an acquire that had
+    to wait makes the next 16 go straight to the wait's read() (no try
+    first); a timed or non-blocking acquire still fails in time when there
+    is no permit, and every permit is taken once."""
     sem = P.Semaphore(0)
+    sem.fileno()
     timer = threading.Timer(0.05, sem.release)
     timer.start()
     assert sem.acquire(timeout=10)          # the try failed: it waited
@@ -280,6 +282,155 @@ def test_after_a_contended_acquire_the_next_skip_the_try_and_still_count_right()
     assert sem.acquire(timeout=0.05) is False
     assert time.monotonic() - t0 >= 0.05
     assert sem._value() == 0
+    sem.close()
+
+
+def _eventfd_count(sem):
+    with open(f"/proc/self/fdinfo/{sem._handle}") as f:
+        for line in f:
+            if line.startswith("eventfd-count:"):
+                return int(line.split()[1], 16)
+    raise AssertionError("no eventfd-count line")
+
+
+_KERNEL = 1 << 63
+
+
+def _state(sem):
+    """(value, waiters, in the eventfd) from the shared page's count word."""
+    word = struct.unpack_from("=Q", sem._page, 8)[0]
+    return word & 0xFFFFFFFF, (word & ~_KERNEL) >> 32, bool(word & _KERNEL)
+
+
+@needs_blocking_eventfd
+def test_uncontended_acquire_and_release_keep_the_count_in_shared_memory():
+    # No system call while nobody waits: the eventfd's own counter stays 0,
+    # the page's count moves, in a fork-mode child as in the parent.
+    sem = P.Semaphore(2)
+    assert _state(sem) == (2, 0, False)
+    assert sem.acquire() and sem.acquire(False) and not sem.acquire(False)
+    assert sem._value() == 0 and _eventfd_count(sem) == 0
+    sem.release(5)
+
+    def child():
+        return 0 if sem.acquire() and sem.acquire(timeout=1) else 1
+    assert reap(P.clone(child, FORK)) == 0
+    assert _state(sem) == (3, 0, False)
+    assert _eventfd_count(sem) == 0
+    sem.close()
+
+
+@needs_blocking_eventfd
+def test_a_timed_out_waiter_leaves_no_registration():
+    sem = P.Semaphore(0)
+    assert sem.acquire(timeout=0.05) is False
+    assert _state(sem) == (0, 0, False)
+    got = []
+    t = threading.Thread(target=lambda: got.append(sem.acquire(timeout=10)))
+    t.start()
+    wait_for(lambda: _state(sem)[1] == 1, timeout=5)
+    sem.release()
+    t.join()
+    assert got == [True] and _state(sem) == (0, 0, False)
+    sem.close()
+
+
+@needs_blocking_eventfd
+def test_fileno_moves_the_count_into_the_eventfd_for_every_task():
+    import select
+    sem = P.Semaphore(3)
+    assert sem.acquire()
+    fd = sem.fileno()
+    assert _state(sem) == (0, 0, True) and _eventfd_count(sem) == 2
+    assert select.select([fd], [], [], 0)[0] == [fd]
+    pid = P.clone(lambda: 0 if sem.acquire(False) else 1, FORK)
+    assert reap(pid) == 0
+    assert sem.acquire(False) is True and sem.acquire(False) is False
+    assert select.select([fd], [], [], 0)[0] == []
+    sem.release()
+    assert _eventfd_count(sem) == 1 and sem._value() == 1
+    sem.close()
+
+
+@needs_blocking_eventfd
+def test_fileno_while_tasks_wait_hands_every_waiter_over():
+    # Waiters of the page's count (one asleep in read() of the hint eventfd,
+    # the others on the epoll instance, one with a timeout, one a fork-mode
+    # child) wait for the eventfd once fileno() moved the count there.
+    sem, done = P.Semaphore(0), P.Semaphore(0)
+    threads, tids, winners = _start_eight_waiters(sem, timeout=None)
+    timed = []
+    t = threading.Thread(target=lambda: timed.append(sem.acquire(timeout=30)))
+    t.start()
+    pid = P.clone(lambda: 0 if sem.acquire() and done.release() is None else 1, FORK)
+    try:
+        wait_for(lambda: _state(sem)[1] == 10 and _sleeper_word(sem) == 1, timeout=5)
+        sem.fileno()
+        assert _state(sem) == (0, 0, True)
+        time.sleep(0.05)
+        assert not winners and not timed    # nothing was given yet
+    finally:
+        sem.release(10)
+        for th in threads + [t]:
+            th.join()
+    assert sorted(winners) == list(range(8)) and timed == [True]
+    assert done.acquire(timeout=10)
+    assert reap(pid) == 0
+    assert sem.acquire(False) is False and _eventfd_count(sem) == 0
+    sem.close()
+    done.close()
+
+
+@needs_blocking_eventfd
+def test_a_waiter_killed_while_waiting_costs_nothing_but_a_write():
+    # Its registration stays (each release then writes a hint nobody needs),
+    # but tries stay exact and the next waiter is woken.
+    sem = P.Semaphore(0)
+    pid = P.clone(lambda: 0 if sem.acquire() else 1, FORK)
+    try:
+        wait_for(lambda: _state(sem)[1] == 1 and _sleeper_word(sem) == 1, timeout=5)
+    finally:
+        os.kill(pid, signal.SIGKILL)        # fork mode: its own interpreter
+    assert reap(pid) == -signal.SIGKILL
+    sem.release()
+    assert sem.acquire(False) is True and sem.acquire(False) is False
+    got = []
+    t = threading.Thread(target=lambda: got.append(sem.acquire(timeout=10)))
+    t.start()
+    wait_for(lambda: _state(sem)[1] == 2, timeout=5)
+    sem.release()
+    t.join()
+    assert got == [True] and _state(sem) == (0, 1, False)
+    sem.close()
+
+
+def _hammer(page, sem, rounds, how):
+    """bump() with each kind of acquire: waits forever, with a timeout,
+    or tries."""
+    for _ in range(rounds):
+        if how == "timeout":
+            while not sem.acquire(timeout=0.001):
+                pass
+        elif how == "try":
+            while not sem.acquire(False):
+                time.sleep(0)
+        else:
+            sem.acquire()
+        v = struct.unpack_from("q", page)[0]
+        time.sleep(0)
+        struct.pack_into("q", page, 0, v + 1)
+        sem.release()
+
+
+def test_mutual_exclusion_with_every_kind_of_acquire_across_modes():
+    sem = P.Semaphore(1)
+    page = shared_counter()
+    kinds = ["forever", "timeout", "try"]
+    pids = [P.clone(_hammer, MODES[mode], args=(page, sem, 200, how))
+            for mode in ("fork", "thread") for how in kinds]
+    assert [reap(pid) for pid in pids] == [0] * 6
+    assert struct.unpack_from("q", page)[0] == 1200
+    assert sem._value() == 1
     sem.close()
 
 

@@ -873,18 +873,6 @@ wait_impl(int pid, unsigned int options, int with_rusage)
 /* ---- semaphores -------------------------------------------------------- */
 
 static PyObject *
-acquired(int r, const char *call)
-{
-    if (r == -2) {
-        return NULL;                /* a signal handler raised */
-    }
-    if (r < 0) {
-        return raise_errno(errno, call);
-    }
-    return PyBool_FromLong(r);
-}
-
-static PyObject *
 sem_eventfd(PyObject *module, PyObject *args)
 {
     unsigned long long value;
@@ -896,124 +884,27 @@ sem_eventfd(PyObject *module, PyObject *args)
 }
 
 static PyObject *
+sem_eventfd_hint(PyObject *module, PyObject *unused)
+{
+    int fd = sem_eventfd_hint_new();
+    return fd < 0 ? raise_errno(errno, "eventfd") : PyLong_FromLong(fd);
+}
+
+static PyObject *
 sem_eventfd_waiter(PyObject *module, PyObject *args)
 {
-    int fd;
-    if (!PyArg_ParseTuple(args, "i:sem_eventfd_waiter", &fd)) {
+    int fd, hint = -1;
+    if (!PyArg_ParseTuple(args, "i|i:sem_eventfd_waiter", &fd, &hint)) {
         return NULL;
     }
-    int ep = sem_eventfd_waiter_new(fd);
+    int ep = sem_eventfd_waiter_new(fd, hint);
     return ep < 0 ? raise_errno(errno, "epoll") : PyLong_FromLong(ep);
-}
-
-/* The semaphores' acquire() and release() are ping-pong's whole cost: their
- * C calls take their arguments without an argument tuple (METH_FASTCALL). */
-static int
-fast_args(const char *name, Py_ssize_t nargs, Py_ssize_t want)
-{
-    if (nargs != want) {
-        PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", name, want, nargs);
-        return -1;
-    }
-    return 0;
-}
-
-static int
-int_arg(PyObject *o, int *out)
-{
-    long v = PyLong_AsLong(o);
-    if (v == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (v < INT_MIN || v > INT_MAX) {
-        PyErr_SetString(PyExc_OverflowError, "int out of range");
-        return -1;
-    }
-    *out = (int)v;
-    return 0;
-}
-
-/* The sleeper words of an eventfd semaphore (sem.c): the first 8 bytes of a
- * writable shared mapping (an mmap object), held as a buffer while they are
- * used, so that they cannot be unmapped under a task asleep without the GIL. */
-static int
-sleeper_word(PyObject *mapping, Py_buffer *word)
-{
-    if (PyObject_GetBuffer(mapping, word, PyBUF_WRITABLE) < 0) {
-        return -1;
-    }
-    if (word->len < 2 * (Py_ssize_t)sizeof(uint32_t)
-        || (uintptr_t)word->buf % sizeof(uint32_t) != 0) {
-        PyBuffer_Release(word);
-        PyErr_SetString(PyExc_ValueError, "the sleeper words must be 8 aligned bytes");
-        return -1;
-    }
-    return 0;
-}
-
-static PyObject *
-sem_eventfd_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    int fd, waiter;
-    double timeout;
-    if (fast_args("sem_eventfd_wait", nargs, 4) < 0 || int_arg(args[0], &fd) < 0
-        || int_arg(args[1], &waiter) < 0
-        || ((timeout = PyFloat_AsDouble(args[3])) == -1.0 && PyErr_Occurred())) {
-        return NULL;
-    }
-    if (args[2] == Py_None) {
-        return acquired(sem_eventfd_acquire(fd, waiter, NULL, timeout), "eventfd read");
-    }
-    Py_buffer word;
-    if (sleeper_word(args[2], &word) < 0) {
-        return NULL;
-    }
-    int r = sem_eventfd_acquire(fd, waiter, (uint32_t *)word.buf, timeout);
-    int err = errno;
-    PyBuffer_Release(&word);
-    errno = err;
-    return acquired(r, "eventfd read");
-}
-
-static PyObject *
-sem_eventfd_unblock_(PyObject *module, PyObject *args)
-{
-    int fd;
-    PyObject *mapping;
-    Py_buffer word;
-    if (!PyArg_ParseTuple(args, "iO:sem_eventfd_unblock", &fd, &mapping)
-        || sleeper_word(mapping, &word) < 0) {
-        return NULL;
-    }
-    int r = sem_eventfd_unblock(fd, (uint32_t *)word.buf);
-    int err = errno;
-    PyBuffer_Release(&word);
-    if (r < 0) {
-        return raise_errno(err, "fcntl");
-    }
-    Py_RETURN_NONE;
 }
 
 static PyObject *
 sem_eventfd_blocking_(PyObject *module, PyObject *unused)
 {
     return PyBool_FromLong(sem_eventfd_blocking());
-}
-
-static PyObject *
-sem_eventfd_post(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    int fd;
-    unsigned long long n;
-    if (fast_args("sem_eventfd_post", nargs, 2) < 0 || int_arg(args[0], &fd) < 0
-        || ((n = PyLong_AsUnsignedLongLong(args[1])) == (unsigned long long)-1
-            && PyErr_Occurred())) {
-        return NULL;
-    }
-    if (sem_eventfd_release(fd, (uint64_t)n) < 0) {
-        return raise_errno(errno, "eventfd write");
-    }
-    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -1025,32 +916,6 @@ sem_sysv(PyObject *module, PyObject *args)
     }
     int id = sem_sysv_new(value);
     return id < 0 ? raise_errno(errno, "semget") : PyLong_FromLong(id);
-}
-
-static PyObject *
-sem_sysv_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    int id;
-    double timeout;
-    if (fast_args("sem_sysv_wait", nargs, 2) < 0 || int_arg(args[0], &id) < 0
-        || ((timeout = PyFloat_AsDouble(args[1])) == -1.0 && PyErr_Occurred())) {
-        return NULL;
-    }
-    return acquired(sem_sysv_acquire(id, timeout), "semtimedop");
-}
-
-static PyObject *
-sem_sysv_post(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    int id, n;
-    if (fast_args("sem_sysv_post", nargs, 2) < 0 || int_arg(args[0], &id) < 0
-        || int_arg(args[1], &n) < 0) {
-        return NULL;
-    }
-    if (sem_sysv_release(id, n) < 0) {
-        return raise_errno(errno, "semop");
-    }
-    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -1203,37 +1068,25 @@ static PyMethodDef clone_methods[] = {
      "Forget what belonged to the parent's threads (in a fork child)."},
     {"sem_eventfd", sem_eventfd, METH_VARARGS,
      "sem_eventfd($module, value, /)\n--\n\n"
-     "An EFD_SEMAPHORE eventfd holding value (non-blocking, close-on-exec)."},
+     "An EFD_SEMAPHORE eventfd holding value (close-on-exec; blocking where\n"
+     "sem_eventfd_blocking() says so)."},
+    {"sem_eventfd_hint", sem_eventfd_hint, METH_NOARGS,
+     "sem_eventfd_hint($module, /)\n--\n\n"
+     "A blocking eventfd (close-on-exec) that wakes the waiters of a\n"
+     "semaphore whose count is kept in shared memory."},
     {"sem_eventfd_waiter", sem_eventfd_waiter, METH_VARARGS,
-     "sem_eventfd_waiter($module, fd, /)\n--\n\n"
-     "An epoll fd (close-on-exec) watching eventfd fd: blocked waiters sleep\n"
-     "on it, and a release wakes one of them instead of all."},
-    {"sem_eventfd_wait", (PyCFunction)(void (*)(void))sem_eventfd_wait, METH_FASTCALL,
-     "sem_eventfd_wait($module, fd, waiter, sleeper, timeout, /)\n--\n\n"
-     "Take one permit: True, or False after timeout seconds (< 0: forever,\n"
-     "0: do not wait).  waiter: sem_eventfd_waiter(fd), or -1 to poll fd;\n"
-     "sleeper: a writable shared mapping whose first word lets one waiter\n"
-     "sleep in read() itself, or None."},
-    {"sem_eventfd_unblock", sem_eventfd_unblock_, METH_VARARGS,
-     "sem_eventfd_unblock($module, fd, sleeper, /)\n--\n\n"
-     "Make a blocking eventfd non-blocking for good (no waiter sleeps in\n"
-     "read() again), so that a write that would overflow fails at once."},
+     "sem_eventfd_waiter($module, fd, hint=-1, /)\n--\n\n"
+     "An epoll fd (close-on-exec) watching eventfd fd (and, edge-triggered,\n"
+     "the hint eventfd): blocked waiters sleep on it, and a release wakes one\n"
+     "of them instead of all."},
     {"sem_eventfd_blocking", sem_eventfd_blocking_, METH_NOARGS,
      "sem_eventfd_blocking($module, /)\n--\n\n"
      "Whether sem_eventfd() makes blocking eventfds, tried with\n"
-     "preadv2(RWF_NOWAIT): then a sleeper word lets one waiter sleep in read()."},
-    {"sem_eventfd_post", (PyCFunction)(void (*)(void))sem_eventfd_post, METH_FASTCALL,
-     "sem_eventfd_post($module, fd, n, /)\n--\n\n"
-     "Add n permits (BlockingIOError when the counter would overflow)."},
+     "preadv2(RWF_NOWAIT): then a semaphore may keep its count in a shared\n"
+     "page, whose sleeper word lets one waiter sleep in read()."},
     {"sem_sysv", sem_sysv, METH_VARARGS,
      "sem_sysv($module, value, /)\n--\n\n"
      "The id of a new private System V semaphore set of one, holding value."},
-    {"sem_sysv_wait", (PyCFunction)(void (*)(void))sem_sysv_wait, METH_FASTCALL,
-     "sem_sysv_wait($module, id, timeout, /)\n--\n\n"
-     "Take one permit with SEM_UNDO: True, or False after timeout seconds."},
-    {"sem_sysv_post", (PyCFunction)(void (*)(void))sem_sysv_post, METH_FASTCALL,
-     "sem_sysv_post($module, id, n, /)\n--\n\n"
-     "Add n permits, with SEM_UNDO."},
     {"sem_sysv_rm", sem_sysv_rm, METH_VARARGS,
      "sem_sysv_rm($module, id, /)\n--\n\n"
      "Remove the semaphore set."},

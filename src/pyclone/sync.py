@@ -1,11 +1,12 @@
 """Semaphores that work between tasks of every mode.
 
 Nothing here depends on a futex in private memory: a fork-mode child shares
-no memory with its parent, so a ``threading`` or ``multiprocessing``-style
-futex lock cannot reach it.  ``Semaphore`` is an eventfd in ``EFD_SEMAPHORE``
-mode (the fd is inherited by fork-mode children and shared under ``CLONE_VM``
-or ``CLONE_FILES``), or with ``robust=True`` a System V semaphore whose
-permits the kernel gives back when a holder dies (``SEM_UNDO``).
+no memory with its parent, so a ``threading``-style futex lock cannot reach
+it.  ``Semaphore`` is an eventfd in ``EFD_SEMAPHORE`` mode (the fd is
+inherited by fork-mode children and shared under ``CLONE_VM`` or
+``CLONE_FILES``) with its count in a ``MAP_SHARED`` page, or with
+``robust=True`` a System V semaphore whose permits the kernel gives back
+when a holder dies (``SEM_UNDO``).
 """
 from __future__ import annotations
 
@@ -38,8 +39,10 @@ SYSV_MAX = 32767
 # first makes the eventfd non-blocking for good, so that it fails instead.
 _SMALL_RELEASE = 1 << 20
 
-_eventfd_wait = _clone.sem_eventfd_wait
-_sysv_wait = _clone.sem_sysv_wait
+# The shared page of an eventfd semaphore: the sleeper word and the skip
+# countdown (two uint32), then the count's state word (uint64, sem.c).
+_STATE_OFFSET = 8
+_PAGE_STATE = struct.Struct("=Q")
 
 _sysv_sets: "dict[int, int]" = {}  # id -> creating pid: removed at exit by their creator
 
@@ -77,7 +80,9 @@ class Semaphore(_clone.SemaphoreCore):
     timeout=None) -> bool`` waits (without the GIL, no busy loop) until the
     count is positive and decrements it; ``release(n=1)`` adds ``n``.  A
     context manager; ``fileno()`` returns the eventfd, readable while the
-    count is positive (selectors and asyncio can wait on it).
+    count is positive (selectors and asyncio can wait on it).  The count is
+    kept in shared memory, so acquires and releases make no system call
+    while nobody waits, until ``fileno()`` moves it into the eventfd.
 
     ``robust=True`` uses a System V semaphore with ``SEM_UNDO``: if a task
     that acquired it dies without releasing, the kernel gives the permits
@@ -94,40 +99,49 @@ class Semaphore(_clone.SemaphoreCore):
             raise ValueError(f"value must be 0..{limit}, not {value}")
         self._robust = bool(robust)
         self._creator = os.getpid()
-        self._handle = _clone.sem_sysv(value) if robust else _clone.sem_eventfd(value)
-        # What blocked waiters of an eventfd sleep on: an epoll fd, which
-        # wakes one of them per permit (a poll of the eventfd wakes all) ...
-        self._waiter = -1
-        # ... but for one of them at a time, which sleeps in read() itself
-        # (one system call per hand-off): the one that claims this shared
-        # word, seen by tasks of every mode.  Unmapped with the semaphore
-        # object, never under a waiter (the C wait holds it as a buffer).
-        self._sleeper: Optional[mmap.mmap] = None
-        if not robust and _clone.sem_eventfd_blocking():
-            if value < _SMALL_RELEASE:
-                self._sleeper = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_SHARED)
+        # An eventfd semaphore keeps its count in a MAP_SHARED page, seen by
+        # tasks of every mode: acquire and release make no system call while
+        # nobody waits.  Waiters sleep on a second eventfd (the hint one),
+        # one of them in read(), the others on an epoll instance, which wakes
+        # one per release.  fileno() moves the count into the eventfd for
+        # good.  Without RWF_NOWAIT tries, or from a large value on, the
+        # count is the eventfd's from the start (no page).
+        user_count = (not robust and value < _SMALL_RELEASE
+                      and _clone.sem_eventfd_blocking())
+        self._page: Optional[mmap.mmap] = None
+        self._hint = self._waiter = -1
+        fds = []
+        try:
+            if robust:
+                self._handle = _clone.sem_sysv(value)
+                _sysv_sets[self._handle] = self._creator
             else:
-                os.set_blocking(self._handle, False)
-        if robust:
-            _sysv_sets[self._handle] = self._creator
-        else:
-            try:
-                self._waiter = _clone.sem_eventfd_waiter(self._handle)
-            except BaseException:
-                os.close(self._handle)
-                raise
+                self._handle = _clone.sem_eventfd(0 if user_count else value)
+                fds.append(self._handle)
+                if user_count:
+                    self._page = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_SHARED)
+                    _PAGE_STATE.pack_into(self._page, _STATE_OFFSET, value)
+                    self._hint = _clone.sem_eventfd_hint()
+                    fds.append(self._hint)
+                elif _clone.sem_eventfd_blocking():
+                    os.set_blocking(self._handle, False)    # a large value: see above
+                self._waiter = _clone.sem_eventfd_waiter(self._handle, self._hint)
+                fds.append(self._waiter)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
         self._finalizer = weakref.finalize(self, Semaphore._free, self._robust,
-                                           self._handle, self._creator, self._waiter)
-        # The C call of this kind, bound once, for the slow release.
-        self._post = _clone.sem_sysv_post if robust else _clone.sem_eventfd_post
+                                           self._handle, self._creator,
+                                           (self._waiter, self._hint))
         self._closed = False
         # acquire() and release() are ping-pong's whole cost: the C base
         # answers the common calls itself (no Python frame) and passes the
         # rest to _acquire_slow()/_release_slow() below.
-        self._bind(self._robust, self._handle, self._waiter, self._sleeper)
+        self._bind(self._robust, self._handle, self._hint, self._waiter, self._page)
 
     @staticmethod
-    def _free(robust: bool, handle: int, creator: int, waiter: int = -1) -> None:
+    def _free(robust: bool, handle: int, creator: int, more: Tuple[int, ...] = ()) -> None:
         if robust:
             if os.getpid() == creator and _sysv_sets.pop(handle, None) is not None:
                 try:
@@ -135,7 +149,9 @@ class Semaphore(_clone.SemaphoreCore):
                 except OSError:
                     pass
         else:
-            for fd in (waiter, handle):
+            for fd in (*more, handle):
+                if fd < 0:
+                    continue
                 try:
                     os.close(fd)
                 except OSError:
@@ -157,9 +173,7 @@ class Semaphore(_clone.SemaphoreCore):
         if self._closed:
             raise ValueError("operation on a closed semaphore")
         wait = -1.0 if blocking is True and timeout is None else _check_timeout(blocking, timeout)
-        if self._robust:
-            return _sysv_wait(self._handle, wait)
-        return _eventfd_wait(self._handle, self._waiter, self._sleeper, wait)
+        return self._wait(wait)
 
     def _release_slow(self, n: int = 1) -> None:
         """release() with every rule: its argument, a closed semaphore, errors."""
@@ -168,7 +182,7 @@ class Semaphore(_clone.SemaphoreCore):
         if type(n) is not int or n != 1:
             n = self._check_release(n)
         try:
-            self._post(self._handle, n)
+            self._post(n)
         except OSError as exc:
             if isinstance(exc, BlockingIOError) or exc.errno == errno.ERANGE:
                 limit = SYSV_MAX if self._robust else EVENTFD_MAX
@@ -183,17 +197,21 @@ class Semaphore(_clone.SemaphoreCore):
         limit = SYSV_MAX if self._robust else EVENTFD_MAX
         if n > limit:
             raise ValueError(f"cannot release {n} permits: the count is at most {limit}")
-        if n >= _SMALL_RELEASE and self._sleeper is not None:
-            _clone.sem_eventfd_unblock(self._handle, self._sleeper)
+        if n >= _SMALL_RELEASE and self._page is not None:
+            self._share(True)       # the count into the eventfd, non-blocking
         return n
 
     def _value(self) -> int:
         """The count now, read without touching it: GETVAL for a System V
-        semaphore, the eventfd-count line of /proc/self/fdinfo for an
-        eventfd (a snapshot: other tasks may change it at once)."""
+        semaphore, the shared page's count, or the eventfd-count line of
+        /proc/self/fdinfo once the count is in the eventfd (a snapshot:
+        other tasks may change it at once)."""
         handle = self._live()
         if self._robust:
             return _clone.sem_sysv_getval(handle)
+        in_page = self._user_value()
+        if in_page >= 0:
+            return in_page
         with open(f"/proc/self/fdinfo/{handle}") as f:
             for line in f:
                 if line.startswith("eventfd-count:"):
@@ -203,10 +221,16 @@ class Semaphore(_clone.SemaphoreCore):
     def fileno(self) -> int:
         """The eventfd: readable while a permit is available.  Take the
         permit with ``acquire(False)``: the eventfd is blocking (one waiter
-        sleeps in its read()), so a plain read may wait."""
+        sleeps in its read()), so a plain read may wait.
+
+        The first call moves the count from the shared page into the
+        eventfd for good, for every task: from then on each acquire and
+        release is a system call, as ``select`` and ``asyncio`` need."""
         if self._robust:
             raise io.UnsupportedOperation("a robust (System V) semaphore has no file descriptor")
-        return self._live()
+        handle = self._live()
+        self._share(False)
+        return handle
 
     def close(self) -> None:
         """Release the eventfd (and the epoll fd its waiters sleep on) or, in

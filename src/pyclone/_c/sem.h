@@ -7,19 +7,40 @@
 #include "compat.h"
 #include <stdint.h>
 
-/* Whether eventfds are made blocking, with RWF_NOWAIT tries (sem.c). */
+/* The head of an eventfd semaphore's MAP_SHARED page, seen by tasks of
+ * every mode (sem.c says what each word means). */
+struct sem_shared {
+    uint32_t sleeper;       /* who sleeps in read() */
+    uint32_t skips;         /* kernel count: acquires left that skip the try */
+    uint64_t state;         /* user count: value, waiters, or "in the eventfd" */
+};
+
+/* An eventfd semaphore as one task holds it. */
+struct sem_eventfd {
+    int fd;                     /* the eventfd: fileno(), the kernel count */
+    int hint;                   /* the user count's wake-up eventfd, or -1 */
+    int waiter;                 /* the epoll fd waiters sleep on, or -1 */
+    struct sem_shared *shared;  /* NULL: the count is the eventfd's, always */
+};
+
+/* Whether eventfds are made blocking, with RWF_NOWAIT tries, and the user
+ * count can be used (sem.c). */
 int sem_eventfd_blocking(void);
 int sem_eventfd_new(uint64_t value);
-/* An epoll fd watching eventfd `fd`: what waiters sleep on (sem.c). */
-int sem_eventfd_waiter_new(int fd);
-/* waiter: from sem_eventfd_waiter, or -1 to ppoll the eventfd itself;
- * sleeper: the semaphore's two words in shared memory, which let one task
- * sleep in read() and say how many acquires skip the try (sem.c), or NULL. */
-int sem_eventfd_acquire(int fd, int waiter, uint32_t *sleeper, double timeout);
-int sem_eventfd_release(int fd, uint64_t n);
-/* Makes a blocking eventfd non-blocking for good, so that a write that
- * would overflow its counter fails instead of waiting (sem.c). */
-int sem_eventfd_unblock(int fd, uint32_t *sleeper);
+/* The wake-up eventfd of a user count. */
+int sem_eventfd_hint_new(void);
+/* An epoll fd watching eventfd `fd` (and `hint`, if >= 0): what waiters
+ * sleep on (sem.c). */
+int sem_eventfd_waiter_new(int fd, int hint);
+int sem_eventfd_acquire(const struct sem_eventfd *s, double timeout);
+int sem_eventfd_release(const struct sem_eventfd *s, uint64_t n);
+/* Moves a user count into the eventfd for good (fileno() needs it there). */
+int sem_eventfd_share(const struct sem_eventfd *s);
+/* The count into the eventfd, then the eventfd non-blocking for good, so
+ * that a write that would overflow its counter fails instead of waiting. */
+int sem_eventfd_unblock(const struct sem_eventfd *s);
+/* The user count's value, or -1 once it is in the eventfd. */
+int64_t sem_eventfd_user_value(const struct sem_eventfd *s);
 
 int sem_sysv_new(int value);
 int sem_sysv_acquire(int id, double timeout);

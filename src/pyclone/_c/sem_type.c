@@ -1,19 +1,24 @@
 /* sem_type.c - see sem_type.h.
  *
  * A semaphore ping-pong is two acquires and two releases per round trip,
- * each a Python method call around one system call: the Python frame of
- * pyclone.Semaphore.acquire()/release() was a fixed part of every
- * hand-off.  This base type answers the common calls itself -- acquire()
- * with the defaults (wait forever), release() of one permit -- and hands
- * everything else to the Python class's _acquire_slow()/_release_slow(),
- * which hold the rules and the messages: other arguments, a closed or
- * unbound semaphore, and any failure.  A failed fast call has taken or
- * given no permit, so the slow path simply does the same call again and
- * reports what goes wrong.
+ * each at most one system call (none while nobody waits: sem.c): the
+ * Python frame of pyclone.Semaphore.acquire()/release() was a fixed part
+ * of every hand-off.  This base type answers the common calls itself --
+ * acquire() with the defaults (wait forever), release() of one permit --
+ * and hands everything else to the Python class's _acquire_slow()/
+ * _release_slow(), which hold the rules and the messages: other arguments,
+ * a closed or unbound semaphore, and any failure.  A failed fast call has
+ * taken or given no permit, so the slow path simply does the same call
+ * again (through _wait()/_post()) and reports what goes wrong.
+ *
+ * The type holds the semaphore's fds and its shared page, the page as a
+ * buffer export for as long as it lives: the mmap cannot be closed under a
+ * task that waits on it without the GIL.
  */
 #include "sem_type.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,17 +31,23 @@
 
 typedef struct {
     PyObject_HEAD
-    int bound;          /* _bind() done: the fields below are valid */
-    int robust;         /* a System V semaphore, else an eventfd */
-    int handle;         /* the eventfd or the System V set's id */
-    int waiter;         /* the eventfd's epoll fd, or -1 */
-    PyObject *sleeper;  /* the shared page of sleeper words (an mmap), or NULL */
-    char closed;        /* Python's _closed */
+    int bound;              /* _bind() done: the fields below are valid */
+    int robust;             /* a System V semaphore, else an eventfd */
+    int id;                 /* the System V set's id */
+    struct sem_eventfd ev;  /* the eventfd's fds and shared page */
+    Py_buffer page;         /* the shared page, held while we live (.obj: NULL if none):
+                             * it cannot be unmapped under a task asleep on it */
+    char closed;            /* Python's _closed */
 } SemCore;
 
+/* The slow methods' names, interned once by the main interpreter's import
+ * (objects are not shared with subinterpreters, which may have a GIL of
+ * their own: they look the names up as C strings). */
+static PyObject *acquire_slow_name, *release_slow_name;
+
 static PyObject *
-call_slow(PyObject *self, const char *name, PyObject *const *args, Py_ssize_t nargs,
-          PyObject *kwnames)
+call_slow(PyObject *self, PyObject *name, const char *cname, PyObject *const *args,
+          Py_ssize_t nargs, PyObject *kwnames)
 {
     /* self.<name>(*args, **kwargs), the arguments passed on as given. */
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
@@ -45,7 +56,8 @@ call_slow(PyObject *self, const char *name, PyObject *const *args, Py_ssize_t na
         PyErr_Format(PyExc_TypeError, "too many arguments (%zd)", nargs + nkw);
         return NULL;
     }
-    PyObject *method = PyObject_GetAttrString(self, name);
+    PyObject *method = name != NULL && PyInterpreterState_Get() == PyInterpreterState_Main()
+                       ? PyObject_GetAttr(self, name) : PyObject_GetAttrString(self, cname);
     if (method == NULL) {
         return NULL;
     }
@@ -57,30 +69,27 @@ call_slow(PyObject *self, const char *name, PyObject *const *args, Py_ssize_t na
     return r;
 }
 
+static int
+take(SemCore *self, double timeout)
+{
+    return self->robust ? sem_sysv_acquire(self->id, timeout)
+                        : sem_eventfd_acquire(&self->ev, timeout);
+}
+
+static int
+give(SemCore *self, unsigned long long n)
+{
+    return self->robust ? sem_sysv_release(self->id, (int)n)
+                        : sem_eventfd_release(&self->ev, (uint64_t)n);
+}
+
 static PyObject *
 semcore_acquire(SemCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     int plain = self->bound && !self->closed && kwnames == NULL
                 && (nargs == 0 || (nargs == 1 && args[0] == Py_True));
     if (plain) {
-        int r;
-        if (self->robust) {
-            r = sem_sysv_acquire(self->handle, -1.0);
-        }
-        else if (self->sleeper == NULL) {
-            r = sem_eventfd_acquire(self->handle, self->waiter, NULL, -1.0);
-        }
-        else {
-            /* Held as a buffer while we wait: it cannot be unmapped under us. */
-            Py_buffer word;
-            if (PyObject_GetBuffer(self->sleeper, &word, PyBUF_WRITABLE) < 0) {
-                return NULL;
-            }
-            r = word.len >= 2 * (Py_ssize_t)sizeof(uint32_t)
-                ? sem_eventfd_acquire(self->handle, self->waiter, (uint32_t *)word.buf, -1.0)
-                : -1;
-            PyBuffer_Release(&word);
-        }
+        int r = take(self, -1.0);
         if (r == 1) {
             Py_RETURN_TRUE;
         }
@@ -89,7 +98,7 @@ semcore_acquire(SemCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject
         }
         /* An error (no permit taken): the slow path says what it is. */
     }
-    return call_slow((PyObject *)self, "_acquire_slow", args, nargs, kwnames);
+    return call_slow((PyObject *)self, acquire_slow_name, "_acquire_slow", args, nargs, kwnames);
 }
 
 static PyObject *
@@ -101,33 +110,118 @@ semcore_release(SemCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject
         one = PyLong_AsLongAndOverflow(args[0], &overflow) == 1;
     }
     if (one && self->bound && !self->closed && kwnames == NULL) {
-        int r = self->robust ? sem_sysv_release(self->handle, 1)
-                             : sem_eventfd_release(self->handle, 1);
-        if (r == 0) {
+        if (give(self, 1) == 0) {
             Py_RETURN_NONE;
         }
         /* Nothing was given: the slow path tries again and says why not. */
     }
-    return call_slow((PyObject *)self, "_release_slow", args, nargs, kwnames);
+    return call_slow((PyObject *)self, release_slow_name, "_release_slow", args, nargs, kwnames);
+}
+
+static int
+check_bound(SemCore *self)
+{
+    if (!self->bound) {
+        PyErr_SetString(PyExc_ValueError, "the semaphore was never bound (_bind)");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+semcore_wait(SemCore *self, PyObject *arg)
+{
+    double timeout = PyFloat_AsDouble(arg);
+    if ((timeout == -1.0 && PyErr_Occurred()) || check_bound(self) < 0) {
+        return NULL;
+    }
+    int r = take(self, timeout);
+    if (r == -2) {
+        return NULL;
+    }
+    if (r < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyBool_FromLong(r);
+}
+
+static PyObject *
+semcore_post(SemCore *self, PyObject *arg)
+{
+    unsigned long long n = PyLong_AsUnsignedLongLong(arg);
+    if ((n == (unsigned long long)-1 && PyErr_Occurred()) || check_bound(self) < 0) {
+        return NULL;
+    }
+    if (self->robust && n > INT_MAX) {
+        errno = ERANGE;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (give(self, n) < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+semcore_share(SemCore *self, PyObject *unblock)
+{
+    if (check_bound(self) < 0) {
+        return NULL;
+    }
+    if (self->robust) {
+        Py_RETURN_NONE;
+    }
+    int r = PyObject_IsTrue(unblock) ? sem_eventfd_unblock(&self->ev)
+                                     : sem_eventfd_share(&self->ev);
+    if (r < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+semcore_user_value(SemCore *self, PyObject *unused)
+{
+    if (check_bound(self) < 0) {
+        return NULL;
+    }
+    if (self->robust) {
+        return PyLong_FromLong(-1);
+    }
+    return PyLong_FromLongLong((long long)sem_eventfd_user_value(&self->ev));
 }
 
 static PyObject *
 semcore_bind(SemCore *self, PyObject *args)
 {
-    int robust, handle, waiter;
-    PyObject *sleeper;
-    if (!PyArg_ParseTuple(args, "piiO:_bind", &robust, &handle, &waiter, &sleeper)) {
+    int robust, handle, hint, waiter;
+    PyObject *page;
+    if (!PyArg_ParseTuple(args, "piiiO:_bind", &robust, &handle, &hint, &waiter, &page)) {
         return NULL;
     }
-    if (sleeper != Py_None && !PyObject_CheckBuffer(sleeper)) {
-        PyErr_SetString(PyExc_TypeError, "_bind: sleeper must be a writable mapping or None");
+    if (self->bound) {
+        PyErr_SetString(PyExc_ValueError, "_bind: already bound");
         return NULL;
     }
-    Py_XINCREF(sleeper == Py_None ? NULL : sleeper);
-    Py_XSETREF(self->sleeper, sleeper == Py_None ? NULL : sleeper);
+    if (page != Py_None) {
+        if (PyObject_GetBuffer(page, &self->page, PyBUF_WRITABLE) < 0) {
+            return NULL;
+        }
+        if (self->page.len < (Py_ssize_t)sizeof(struct sem_shared)
+            || (uintptr_t)self->page.buf % sizeof(uint64_t) != 0 || hint < 0 || waiter < 0) {
+            PyBuffer_Release(&self->page);
+            PyErr_SetString(PyExc_ValueError,
+                            "_bind: the shared page must be 16 aligned bytes, with the hint "
+                            "and epoll fds");
+            return NULL;
+        }
+    }
     self->robust = robust;
-    self->handle = handle;
-    self->waiter = waiter;
+    self->id = handle;
+    self->ev.fd = handle;
+    self->ev.hint = hint;
+    self->ev.waiter = waiter;
+    self->ev.shared = page != Py_None ? (struct sem_shared *)self->page.buf : NULL;
     self->bound = 1;
     Py_RETURN_NONE;
 }
@@ -136,14 +230,19 @@ static int
 semcore_traverse(SemCore *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));    /* a heap type's instances hold it */
-    Py_VISIT(self->sleeper);
+    Py_VISIT(self->page.obj);
     return 0;
 }
 
 static int
 semcore_clear(SemCore *self)
 {
-    Py_CLEAR(self->sleeper);
+    /* Only once nobody can call us: a wait holds a reference to self. */
+    if (self->page.obj != NULL) {
+        self->bound = 0;
+        self->ev.shared = NULL;
+        PyBuffer_Release(&self->page);
+    }
     return 0;
 }
 
@@ -164,10 +263,23 @@ static PyMethodDef semcore_methods[] = {
     {"release", (PyCFunction)(void (*)(void))semcore_release, METH_FASTCALL | METH_KEYWORDS,
      "release($self, /, n=1)\n--\n\n"
      "Give back ``n`` permits (to whichever tasks wait)."},
+    {"_wait", (PyCFunction)semcore_wait, METH_O,
+     "_wait($self, timeout, /)\n--\n\n"
+     "Take one permit, waiting up to timeout seconds (-1: forever, 0: only try)."},
+    {"_post", (PyCFunction)semcore_post, METH_O,
+     "_post($self, n, /)\n--\n\n"
+     "Give n permits (OSError as the system call says)."},
+    {"_share", (PyCFunction)semcore_share, METH_O,
+     "_share($self, unblock, /)\n--\n\n"
+     "Move the count into the eventfd for good; make the eventfd non-blocking\n"
+     "too if unblock."},
+    {"_user_value", (PyCFunction)semcore_user_value, METH_NOARGS,
+     "_user_value($self, /)\n--\n\n"
+     "The count kept in the shared page, or -1 where the kernel keeps it."},
     {"_bind", (PyCFunction)semcore_bind, METH_VARARGS,
-     "_bind($self, robust, handle, waiter, sleeper, /)\n--\n\n"
-     "What acquire() and release() use: the kind, the eventfd or set id, the\n"
-     "epoll fd (or -1) and the sleeper page (or None)."},
+     "_bind($self, robust, handle, hint, waiter, page, /)\n--\n\n"
+     "What the methods use, once: the kind, the eventfd or set id, the hint\n"
+     "eventfd and the epoll fd (or -1), and the shared page (or None)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -197,6 +309,15 @@ static PyType_Spec semcore_spec = {
 int
 sem_type_add(PyObject *module)
 {
+    if (acquire_slow_name == NULL && PyInterpreterState_Get() == PyInterpreterState_Main()) {
+        acquire_slow_name = PyUnicode_InternFromString("_acquire_slow");
+        release_slow_name = PyUnicode_InternFromString("_release_slow");
+        if (acquire_slow_name == NULL || release_slow_name == NULL) {
+            Py_CLEAR(acquire_slow_name);
+            Py_CLEAR(release_slow_name);
+            return -1;
+        }
+    }
     PyObject *type = PyType_FromModuleAndSpec(module, &semcore_spec, NULL);
     if (type == NULL) {
         return -1;
