@@ -64,6 +64,14 @@
 #define HOST_POOL_MAX 16
 #define HOST_LINGER_NS 500000000L      /* idle hosts exit after 0.5 s of a quiet pool */
 #define HOST_MARGIN (64 * 1024)         /* the host's own frames, above the child's */
+/* What a lent host's frames take below host_main's `here` while its child
+ * runs on the same stack: the parking loop does only atomics and raw
+ * system calls (no libc, all signals blocked), 240 bytes of frame at -O2
+ * and under 400 at -O0 (gcc -fstack-usage: host_main, wait_either_word,
+ * raw_syscall4), plus a leaf's 128-byte red zone.  Kept small because
+ * every page between the host's frames and the child's is one more page
+ * of memory per thread-mode child. */
+#define PARK_MARGIN 1024
 
 /* ---- raw system calls: no errno, no TLS ------------------------------- */
 
@@ -817,8 +825,8 @@ host_main(void *arg)
     h->tp = __builtin_thread_pointer();
     /* Children run below this frame, which the parking loop never leaves
      * while one may be running: all it does then is inline raw system
-     * calls and atomics, well within CARVE_MARGIN. */
-    h->park_top = stack_carve_top(&here);
+     * calls and atomics, well within PARK_MARGIN. */
+    h->park_top = stack_carve_top(&here, PARK_MARGIN);
     /* Cheap for a thread glibc created (no /proc read, as for the main one). */
     pthread_attr_t attr;
     void *addr = NULL;

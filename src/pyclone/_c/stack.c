@@ -54,7 +54,7 @@ stack_acquire(struct child_stack *st, size_t carve_min, size_t map_size)
 {
     if (stack_room_below_sp(CARVE_MARGIN) >= carve_min) {
         char here;
-        st->top = stack_carve_top(&here);
+        st->top = stack_carve_top(&here, CARVE_MARGIN);
         st->low = (void *)thread_stack_low();
         st->map_base = NULL;
         st->map_len = 0;

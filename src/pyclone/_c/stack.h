@@ -16,12 +16,12 @@
  * mode): that frame, suspended in clone(), and what glibc's wrapper pushes. */
 #define CARVE_MARGIN (16 * 1024)
 
-/* The initial stack pointer of a child carved below `here`, an address in
- * the carving frame: CARVE_MARGIN lower, 16-byte aligned as the ABI wants. */
+/* The initial stack pointer of a child carved `margin` bytes below `here`,
+ * an address in the carving frame, 16-byte aligned as the ABI wants. */
 static inline void *
-stack_carve_top(const void *here)
+stack_carve_top(const void *here, size_t margin)
 {
-    return (void *)(((uintptr_t)here - CARVE_MARGIN) & ~(uintptr_t)15);
+    return (void *)(((uintptr_t)here - margin) & ~(uintptr_t)15);
 }
 
 struct child_stack {
