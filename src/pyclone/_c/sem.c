@@ -94,8 +94,8 @@ static void
 deadline_start(struct deadline *d, double timeout)
 {
     d->forever = timeout < 0;
-    clock_gettime(CLOCK_MONOTONIC, &d->at);
-    if (!d->forever) {
+    if (!d->forever) {              /* (forever never reads the clock) */
+        clock_gettime(CLOCK_MONOTONIC, &d->at);
         double whole = floor(timeout);
         d->at.tv_sec += (time_t)whole;
         d->at.tv_nsec += (long)((timeout - whole) * 1e9);
