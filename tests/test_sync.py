@@ -381,29 +381,6 @@ def test_fileno_while_tasks_wait_hands_every_waiter_over():
     done.close()
 
 
-@needs_blocking_eventfd
-def test_a_waiter_killed_while_waiting_costs_nothing_but_a_write():
-    # Its registration stays (each release then writes a hint nobody needs),
-    # but tries stay exact and the next waiter is woken.
-    sem = P.Semaphore(0)
-    pid = P.clone(lambda: 0 if sem.acquire() else 1, FORK)
-    try:
-        wait_for(lambda: _state(sem)[1] == 1 and _sleeper_word(sem) == 1, timeout=5)
-    finally:
-        os.kill(pid, signal.SIGKILL)        # fork mode: its own interpreter
-    assert reap(pid) == -signal.SIGKILL
-    sem.release()
-    assert sem.acquire(False) is True and sem.acquire(False) is False
-    got = []
-    t = threading.Thread(target=lambda: got.append(sem.acquire(timeout=10)))
-    t.start()
-    wait_for(lambda: _state(sem)[1] == 2, timeout=5)
-    sem.release()
-    t.join()
-    assert got == [True] and _state(sem) == (0, 1, False)
-    sem.close()
-
-
 def _hammer(page, sem, rounds, how):
     """bump() with each kind of acquire: waits forever, with a timeout,
     or tries."""
@@ -435,24 +412,29 @@ def test_mutual_exclusion_with_every_kind_of_acquire_across_modes():
 
 
 @needs_blocking_eventfd
-def test_a_reader_killed_asleep_leaves_the_semaphore_working():
-    # The word is a hint: with its holder gone, waiters use the epoll
-    # instance, and every permit still reaches one of them.
+def test_a_waiter_killed_asleep_in_read_leaves_the_semaphore_working():
+    # The sleeper word is a hint: with its holder gone, waiters use the epoll
+    # instance, and every permit still reaches one of them.  The dead
+    # waiter's registration stays (each release then writes a hint nobody
+    # needs), but tries stay exact.
     sem = P.Semaphore(0)
     pid = P.clone(lambda: 0 if sem.acquire() else 1, FORK)
     try:
-        wait_for(lambda: _sleeper_word(sem) == 1, timeout=5)
+        wait_for(lambda: _state(sem)[1] == 1 and _sleeper_word(sem) == 1, timeout=5)
     finally:
         os.kill(pid, signal.SIGKILL)        # fork mode: its own interpreter
     assert reap(pid) == -signal.SIGKILL
     assert _sleeper_word(sem) == 1
+    sem.release()
+    assert sem.acquire(False) is True and sem.acquire(False) is False
     got = []
     t = threading.Thread(target=lambda: got.append(sem.acquire()))
     t.start()
-    wait_for(lambda: t.native_id is not None and _sleeps_in_poll(t.native_id), timeout=5)
+    wait_for(lambda: t.native_id is not None and _sleeps_in_poll(t.native_id)
+             and _state(sem)[1] == 2, timeout=5)
     sem.release()
     t.join(timeout=10)
-    assert got == [True]
+    assert got == [True] and _state(sem) == (0, 1, False)
     sem.close()
 
 
