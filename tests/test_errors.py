@@ -55,6 +55,48 @@ def test_a_float_equal_to_a_flags_word_in_use_is_still_a_type_error():
             P.clone(noop, float(flags))
 
 
+def test_a_plain_request_checked_before_starts_without_a_python_frame():
+    """The C core's clone() starts a request of only fn (and an args tuple)
+    whose flags word the Python layer checked and recorded, raising the same
+    audit event, without calling back into Python: in fork mode every frame
+    is copy-on-write faults.  Anything more takes the Python path.  In a
+    fresh interpreter: fork mode on 3.12+ is plain only while the process
+    never had a thread (os.fork's warning)."""
+    out = run_python("""
+        import signal, sys, pyclone
+        events = []
+        sys.addaudithook(lambda e, a: events.append(a) if e == "pyclone.clone" else None)
+        def python_calls(start):
+            calls = []
+            def profile(frame, event, arg):
+                if event == "call" and "pyclone" in frame.f_code.co_filename:
+                    calls.append(frame.f_code.co_name)
+            sys.setprofile(profile)
+            try:
+                pid = start()
+            finally:
+                sys.setprofile(None)
+            assert pyclone.waitpid(pid)[1] == 7 << 8
+            return calls
+        seven = lambda *a: 7
+        for flags in (signal.SIGCHLD, pyclone.CLONE_VM | pyclone.CLONE_VFORK | signal.SIGCHLD,
+                      pyclone.CLONE_VM | signal.SIGCHLD):
+            first = python_calls(lambda: pyclone.clone(seven, flags))
+            again = python_calls(lambda: pyclone.clone(seven, flags, args=(1,)))
+            more = python_calls(lambda: pyclone.clone(seven, flags, stack_size=1 << 20))
+            print(int(flags), "clone" in first, again, "clone" in more)
+        print(events)
+    """)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    for line, (flags, mode) in zip(lines, [(17, "fork"), (0x4100 | 17, "borrowed"),
+                                           (0x100 | 17, "thread")]):
+        assert line == f"{flags} True [] True"
+    assert lines[3] == repr([(flags, mode) for flags, mode in
+                             [(17, "fork"), (0x4100 | 17, "borrowed"), (0x100 | 17, "thread")]
+                             for _ in range(3)])
+
+
 def test_negative_flags(no_syscall):
     with pytest.raises(ValueError, match="negative"):
         P.clone(noop, -1)
@@ -270,6 +312,14 @@ def test_refused_in_a_subinterpreter():
             msg = "cloned"
         except RuntimeError as e:
             msg = "RuntimeError: " + str(e)
+        try:                    # checked by this interpreter's own Python layer
+            pyclone.clone(lambda: 0, 1.5)
+        except TypeError as e:
+            msg += "|TypeError: " + str(e)
+        try:
+            pyclone.waitpid(True, 1)
+        except ChildProcessError as e:
+            msg += "|ChildProcessError"
         os.write({w}, msg.encode())
     """)
     try:
@@ -278,11 +328,21 @@ def test_refused_in_a_subinterpreter():
         os.close(w)
     with os.fdopen(r) as f:
         msg = f.read()
-    assert msg == "RuntimeError: pyclone: clone is only supported in the main interpreter"
-    # Its import of pyclone left the main interpreter's exit rules (which
-    # the C core keeps) in place: a str result is status 0, a raise 1.
+    refused, bad_flags, wait = msg.split("|")
+    assert refused == "RuntimeError: pyclone: clone is only supported in the main interpreter"
+    assert bad_flags.startswith("TypeError: flags must be an int"), bad_flags
+    assert wait == "ChildProcessError"
+    # Its import of pyclone left the main interpreter's exit rules and
+    # Python paths (which the C core keeps) in place: a str result is status
+    # 0, a raise 1; flags or a pid of an int subclass are still converted by
+    # this interpreter's checks, not by the finished subinterpreter's.
     assert reap(P.clone(lambda: "text")) == 0
     assert reap(P.clone(lambda: 1 / 0)) == 1
+
+    class Pid(int):
+        pass
+    pid = P.clone(lambda: 3, P.CloneFlags(signal.SIGCHLD))
+    assert P.waitpid(Pid(pid)) == (pid, 3 << 8)
 
 
 def test_refused_during_finalization():

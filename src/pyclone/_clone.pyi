@@ -1,6 +1,6 @@
 # Type information for the C core (an implementation detail of pyclone).
 from mmap import mmap
-from typing import Any, Callable, Dict, Optional, Tuple, Union, overload
+from typing import Any, Callable, Dict, Mapping, NoReturn, Optional, Sequence, Set, Tuple, Union, overload
 
 from typing_extensions import disjoint_base
 
@@ -23,6 +23,17 @@ HAVE_CLONE3_VM: int
 FRAMES_KNOWN: int
 NEWEST_TESTED_HEX: int
 CPYTHON_MIN_STACK: int
+START_FORK: int
+START_FORK_IF_SINGLE: int
+START_BORROWED: int
+START_THREAD: int
+
+def clone(fn: _Fn, flags: int = ..., stack_size: Optional[int] = ...,
+          *, args: Sequence[Any] = ..., kwargs: Optional[Mapping[str, Any]] = ...) -> int: ...
+def set_clone_paths(full: Callable[..., int],
+                    plain: Dict[int, Tuple[int, int, str, Tuple[int, ...]]],
+                    types: Set[type], refused: Callable[[OSError, int, None], NoReturn],
+                    guard_claimed: Callable[[], None], /) -> None: ...
 
 def clone_fork(fn: _Fn, args: _Args, kwargs: _Kwargs, flags: int, exit_signal: int,
                method: int, unshare_flags: int, extras: _Extras = ...,

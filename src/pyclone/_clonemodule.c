@@ -142,6 +142,27 @@ refuse_context(void)
     return 0;
 }
 
+/* The Python layer's callable `name` of pyclone._core, for this
+ * interpreter (a new reference): `kept`, which the main interpreter's
+ * import set, or, in another interpreter, its own (C statics are shared by
+ * every interpreter; an object of one must not be called from another). */
+static PyObject *
+python_layer(PyObject *kept, const char *name)
+{
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        PyObject *core = PyImport_ImportModule("pyclone._core");
+        PyObject *obj = core == NULL ? NULL : PyObject_GetAttrString(core, name);
+        Py_XDECREF(core);
+        return obj;
+    }
+    if (kept == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "pyclone._core is not initialised");
+        return NULL;
+    }
+    Py_INCREF(kept);
+    return kept;
+}
+
 #if !PYCLONE_HAVE_VM_MODES
 static PyObject *
 refuse_vm_modes(void)
@@ -270,6 +291,8 @@ parse_size(const char *name, PyObject *arg, Py_ssize_t *size)
     }
     return 0;
 }
+
+static int single_threaded(void);
 
 /* The count made by the calling thread's last clone_fork(count_threads=1). */
 static __thread int threads_at_last_fork = -1;
@@ -528,6 +551,170 @@ clone_thread(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 #endif
 }
 
+/* ---- clone(): the plain requests without a Python frame ---------------- */
+
+/* Set once by pyclone._core (set_clone_paths).  The Python layer decides
+ * everything: `full` is its clone(), which checks a request completely and,
+ * for a flags word whose plain requests (fn and, at most, an args tuple)
+ * need nothing but the flags' verdict, records in `plain` what to do:
+ * flags -> (start, audit_flags, mode, tail), tail being the arguments of
+ * the start entry point after (fn, args, kwargs).  This only looks it up,
+ * raises the audit event, and calls the entry point as the Python layer's
+ * launch() would; anything else, and every error, goes to Python. */
+static PyObject *clone_full, *plain_requests, *plain_flag_types, *clone_refused,
+                *guard_claimed, *default_flags, *no_args;
+
+enum {
+    START_FORK,                 /* clone_fork */
+    START_FORK_IF_SINGLE,       /* the same, if no thread could make os.fork warn */
+    START_BORROWED,             /* clone_borrowed (after the guard claim) */
+    START_THREAD,               /* clone_thread */
+};
+
+static PyObject *clone_fork(PyObject *, PyObject *const *, Py_ssize_t);
+static PyObject *clone_borrowed(PyObject *, PyObject *const *, Py_ssize_t);
+static PyObject *clone_thread(PyObject *, PyObject *const *, Py_ssize_t);
+
+/* The plan for (fn, flags, args) if it is a plain request the Python layer
+ * recorded (a new reference), else NULL: with an error set, or not. */
+static PyObject *
+plain_plan(PyObject *fn, PyObject *flags, PyObject *args)
+{
+    if (plain_requests == NULL || !PyTuple_CheckExact(args) || !PyCallable_Check(fn)) {
+        return NULL;
+    }
+    if (!PyLong_CheckExact(flags)) {
+        /* Only types with int's hash and == (CloneFlags, signal.Signals),
+         * so that the lookup runs no code of the caller's. */
+        int known = PySet_Contains(plain_flag_types, (PyObject *)Py_TYPE(flags));
+        if (known <= 0) {
+            return NULL;
+        }
+    }
+    PyObject *plan = PyDict_GetItemWithError(plain_requests, flags);
+    if (plan == NULL || !PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != 4) {
+        return NULL;
+    }
+    long start = PyLong_AsLong(PyTuple_GET_ITEM(plan, 0));
+    if (start == START_FORK_IF_SINGLE && !single_threaded()) {
+        return NULL;            /* os.fork's threads warning: the full path gives it */
+    }
+    Py_INCREF(plan);
+    return plan;
+}
+
+static PyObject *
+clone_(PyObject *module, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *plan = NULL;
+    /* clone(fn[, flags][, args=tuple]): the only shapes looked up; in the
+     * main interpreter only (plain_requests is its). */
+    if (nargs >= 1 && PyInterpreterState_Get() == PyInterpreterState_Main() && nargs <= 2
+            && (nkw == 0 || (nkw == 1 && PyUnicode_CompareWithASCIIString(
+                                 PyTuple_GET_ITEM(kwnames, 0), "args") == 0))) {
+        plan = plain_plan(args[0], nargs == 2 ? args[1] : default_flags,
+                          nkw == 1 ? args[nargs] : no_args);
+        if (plan == NULL && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (plan == NULL) {
+        PyObject *full = python_layer(clone_full, "_clone_full");
+        PyObject *r = full == NULL ? NULL : PyObject_Vectorcall(full, args, nargsf, kwnames);
+        Py_XDECREF(full);
+        return r;
+    }
+    long start = PyLong_AsLong(PyTuple_GET_ITEM(plan, 0));
+    PyObject *tail = PyTuple_GET_ITEM(plan, 3);
+    PyObject *call[3 + 4] = {args[0], nkw == 1 ? args[nargs] : no_args, Py_None};
+    Py_ssize_t ncall = 3 + PyTuple_GET_SIZE(tail);
+    PyObject *pid = NULL;
+    if (!PyTuple_CheckExact(tail) || ncall > 7) {
+        PyErr_SetString(PyExc_SystemError, "clone: a malformed plain request");
+        goto done;
+    }
+    for (Py_ssize_t i = 3; i < ncall; i++) {
+        call[i] = PyTuple_GET_ITEM(tail, i - 3);
+    }
+    /* launch()'s order: the audit event before anything else happens. */
+    if (PySys_Audit("pyclone.clone", "OO", PyTuple_GET_ITEM(plan, 1),
+                    PyTuple_GET_ITEM(plan, 2)) < 0) {
+        goto done;
+    }
+    switch (start) {
+    case START_FORK:
+    case START_FORK_IF_SINGLE:
+        if (flush_std_streams() < 0) {      /* never duplicate buffered output */
+            goto done;
+        }
+        pid = clone_fork(module, call, ncall);
+        break;
+    case START_BORROWED:
+        /* The first CLONE_VM child of this thread: the Python layer gives
+         * the thread its guard (a thread-local that drops the spare state). */
+        if (tstate_claim_guard()) {
+            PyObject *r = PyObject_CallNoArgs(guard_claimed);
+            if (r == NULL) {
+                goto done;
+            }
+            Py_DECREF(r);
+        }
+        pid = clone_borrowed(module, call, ncall);
+        break;
+    case START_THREAD:
+        pid = clone_thread(module, call, ncall);
+        break;
+    default:
+        PyErr_SetString(PyExc_SystemError, "clone: a malformed plain request");
+        break;
+    }
+    if (pid == NULL && PyErr_ExceptionMatches(PyExc_OSError)) {
+        /* A refused clone: the Python layer raises it, or a clearer error
+         * that says what to change. */
+        PyObject *exc = compat_take_exception();
+        PyObject *r = PyObject_CallFunctionObjArgs(clone_refused, exc, call[3], Py_None, NULL);
+        Py_XDECREF(exc);
+        if (r != NULL) {
+            Py_DECREF(r);
+            PyErr_SetString(PyExc_SystemError, "clone: the refusal was not raised");
+        }
+    }
+done:
+    Py_DECREF(plan);
+    return pid;
+}
+
+static PyObject *
+set_clone_paths(PyObject *module, PyObject *args)
+{
+    PyObject *full, *plain, *types, *refused, *claimed;
+    if (!PyArg_ParseTuple(args, "OO!O!OO:set_clone_paths", &full, &PyDict_Type, &plain,
+                          &PySet_Type, &types, &refused, &claimed)) {
+        return NULL;
+    }
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        Py_RETURN_NONE;         /* clones are refused there: keep the main interpreter's */
+    }
+    if (default_flags == NULL
+            && ((default_flags = PyLong_FromLong(SIGCHLD)) == NULL
+                || (no_args = PyTuple_New(0)) == NULL)) {
+        return NULL;
+    }
+    Py_INCREF(full);
+    Py_INCREF(plain);
+    Py_INCREF(types);
+    Py_INCREF(refused);
+    Py_INCREF(claimed);
+    Py_XSETREF(clone_full, full);
+    Py_XSETREF(plain_requests, plain);
+    Py_XSETREF(plain_flag_types, types);
+    Py_XSETREF(clone_refused, refused);
+    Py_XSETREF(guard_claimed, claimed);
+    Py_RETURN_NONE;
+}
+
 #if PYCLONE_HAVE_VM_MODES
 /* CLONE_THREAD children cannot be waited for: joins `tid` if it is one.
  * -1 if it is not, 0 if it still runs and nohang, else 1 and *wstatus the
@@ -771,15 +958,16 @@ waitpid_(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
         }
     }
     if (!plain) {
-        if (wait_args_checker == NULL) {
-            PyErr_SetString(PyExc_RuntimeError, "pyclone._core is not initialised");
+        PyObject *checker = python_layer(wait_args_checker, "_check_wait_args");
+        if (checker == NULL) {
             return NULL;
         }
         PyObject *pid_o = given[0] ? (Py_INCREF(given[0]), given[0]) : PyLong_FromLong(-1);
         PyObject *opt_o = given[1] ? (Py_INCREF(given[1]), given[1])
                                    : PyLong_FromUnsignedLong(__WALL);
         PyObject *checked = pid_o && opt_o
-            ? PyObject_CallFunctionObjArgs(wait_args_checker, pid_o, opt_o, NULL) : NULL;
+            ? PyObject_CallFunctionObjArgs(checker, pid_o, opt_o, NULL) : NULL;
+        Py_DECREF(checker);
         Py_XDECREF(pid_o);
         Py_XDECREF(opt_o);
         if (checked == NULL) {
@@ -802,6 +990,9 @@ waitpid_(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
 static PyObject *
 set_wait_args_checker(PyObject *module, PyObject *checker)
 {
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        Py_RETURN_NONE;         /* python_layer() finds that interpreter's own */
+    }
     Py_INCREF(checker);
     Py_XSETREF(wait_args_checker, checker);
     Py_RETURN_NONE;
@@ -951,14 +1142,20 @@ sem_sysv_getval(PyObject *module, PyObject *args)
 static const char *libc_single_threaded;
 static int libc_single_threaded_looked;
 
-static PyObject *
-process_single_threaded(PyObject *module, PyObject *unused)
+static int
+single_threaded(void)
 {
     if (!libc_single_threaded_looked) {
         libc_single_threaded = dlsym(RTLD_DEFAULT, "__libc_single_threaded");
         libc_single_threaded_looked = 1;
     }
-    return PyBool_FromLong(libc_single_threaded != NULL && *libc_single_threaded != 0);
+    return libc_single_threaded != NULL && *libc_single_threaded != 0;
+}
+
+static PyObject *
+process_single_threaded(PyObject *module, PyObject *unused)
+{
+    return PyBool_FromLong(single_threaded());
 }
 
 static PyObject *
@@ -1037,6 +1234,46 @@ static PyMethodDef clone_methods[] = {
      "the child calls fn(*args, **kwargs) (kwargs a dict or None) and exits with\n"
      "the status that the exit rules give (set_exit_rules).  Returns the pid, or\n"
      "(pid, pidfd or -1) when extras = (want_pidfd, cgroup_fd, set_tid) is given."},
+    {"clone", (PyCFunction)(void (*)(void))clone_, METH_FASTCALL | METH_KEYWORDS,
+     "clone($module, /, fn, flags=" PYCLONE_STR(SIGCHLD) ", stack_size=None, *, args=(), kwargs=None)\n--\n\n"
+     "Run ``fn(*args, **kwargs)`` in a new task made by clone(2); return its pid.\n"
+     "\n"
+     "``flags`` holds ``CLONE_*`` bits ORed with the exit signal in the low\n"
+     "byte, as in C.  The mode follows from the flags:\n"
+     "\n"
+     "* no ``CLONE_VM`` - **fork mode**: the child runs in a copy of the\n"
+     "  interpreter, like ``os.fork()`` (``os.register_at_fork`` hooks run).\n"
+     "* ``CLONE_VM | CLONE_VFORK`` - **borrowed mode**: the child shares every\n"
+     "  Python object; the calling thread is suspended until the child exits or\n"
+     "  execs, other Python threads keep running.\n"
+     "* ``CLONE_VM`` without ``CLONE_VFORK`` - **thread mode**: the child runs\n"
+     "  concurrently, on a thread state and a libc thread environment (a\n"
+     "  pooled host pthread's) of its own; ``clone`` returns at once.  With\n"
+     "  ``CLONE_THREAD`` it is a thread of this process, joined by\n"
+     "  ``waitpid(tid)``.\n"
+     "\n"
+     "The child's exit status: an int 0..255 returned by ``fn``; 0 for None or\n"
+     "any other value; ``SystemExit`` as ``sys.exit``; 1 with the traceback on\n"
+     "stderr for any other exception.  Reap the child with\n"
+     ":func:`pyclone.waitpid` (or ``os.waitpid`` if its exit signal is SIGCHLD).\n"
+     "\n"
+     "Caveats: ``stack_size`` (default 8 MiB, at least MIN_STACK_SIZE) is a\n"
+     "lower bound in borrowed mode, where the child runs on the free part of\n"
+     "the caller's stack when it is large enough; in thread mode it is the\n"
+     "free part of a host thread's stack of that size; in fork mode it is\n"
+     "unused (any positive size is accepted): the child runs on its copy of\n"
+     "the caller's stack, like os.fork.  No ``os.set*id``\n"
+     "in a CLONE_VM child (glibc would apply it to the parent's threads): use\n"
+     "fork mode.  CPython refuses ``signal.signal()`` in thread-mode children\n"
+     "(not the main thread).  A fork-mode clone that only a raw clone can express warns in a\n"
+     "process with other threads (see docs/fork-mode.md)."},
+    {"set_clone_paths", set_clone_paths, METH_VARARGS,
+     "set_clone_paths($module, full, plain, types, refused, guard_claimed, /)\n--\n\n"
+     "What clone() needs of the Python layer: full(*args, **kw) is its whole\n"
+     "path; plain maps a flags word to (START_*, audit flags, mode, tail) for\n"
+     "requests of only fn (and an args tuple), looked up for flags of an exact\n"
+     "int or a type in types; refused(exc, bits, None) raises for a refused\n"
+     "clone; guard_claimed() when a thread makes its first CLONE_VM child."},
     {"set_exit_rules", set_exit_rules, METH_VARARGS,
      "set_exit_rules($module, on_return, on_exception, /)\n--\n\n"
      "What every child calls to end: on_return(result) or on_exception(exc) -> exit\n"
@@ -1174,6 +1411,10 @@ clone_exec(PyObject *module)
     (void)rawclone_tid_slot();  /* resolve now, not in a child */
     if (flush_std_streams_init() < 0
         || sem_type_add(module) < 0
+        || PyModule_AddIntConstant(module, "START_FORK", START_FORK) < 0
+        || PyModule_AddIntConstant(module, "START_FORK_IF_SINGLE", START_FORK_IF_SINGLE) < 0
+        || PyModule_AddIntConstant(module, "START_BORROWED", START_BORROWED) < 0
+        || PyModule_AddIntConstant(module, "START_THREAD", START_THREAD) < 0
         || PyModule_AddIntConstant(module, "FORK_RAW", FORK_RAW) < 0
         || PyModule_AddIntConstant(module, "FORK_LIBC", FORK_LIBC) < 0
         || PyModule_AddIntConstant(module, "FORK_LIBC_INTERMEDIATE", FORK_LIBC_INTERMEDIATE) < 0

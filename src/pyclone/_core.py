@@ -290,93 +290,67 @@ _wait_pid = _clone.wait_pid
 _FORK_LIBC = _clone.FORK_LIBC
 
 
-def clone(fn: Callable[..., Any], flags: int = SIGCHLD,
-          stack_size: Optional[int] = None, *, args: Sequence[Any] = (),
-          kwargs: Optional[Mapping[str, Any]] = None) -> int:
-    """Run ``fn(*args, **kwargs)`` in a new task made by clone(2); return its pid.
-
-    ``flags`` holds ``CLONE_*`` bits ORed with the exit signal in the low
-    byte, as in C.  The mode follows from the flags:
-
-    * no ``CLONE_VM`` - **fork mode**: the child runs in a copy of the
-      interpreter, like ``os.fork()`` (``os.register_at_fork`` hooks run).
-    * ``CLONE_VM | CLONE_VFORK`` - **borrowed mode**: the child shares every
-      Python object; the calling thread is suspended until the child exits or
-      execs, other Python threads keep running.
-    * ``CLONE_VM`` without ``CLONE_VFORK`` - **thread mode**: the child runs
-      concurrently, on a thread state and a libc thread environment (a
-      pooled host pthread's) of its own; ``clone`` returns at once.  With
-      ``CLONE_THREAD`` it is a thread of this process, joined by
-      ``waitpid(tid)``.
-
-    The child's exit status: an int 0..255 returned by ``fn``; 0 for None or
-    any other value; ``SystemExit`` as ``sys.exit``; 1 with the traceback on
-    stderr for any other exception.  Reap the child with
-    :func:`pyclone.waitpid` (or ``os.waitpid`` if its exit signal is SIGCHLD).
-
-    Caveats: ``stack_size`` (default 8 MiB, at least MIN_STACK_SIZE) is a
-    lower bound in borrowed mode, where the child runs on the free part of
-    the caller's stack when it is large enough; in thread mode it is the
-    free part of a host thread's stack of that size; in fork mode it is
-    unused (any positive size is accepted): the child runs on its copy of
-    the caller's stack, like os.fork.  No ``os.set*id``
-    in a CLONE_VM child (glibc would apply it to the parent's threads): use
-    fork mode.  CPython refuses ``signal.signal()`` in thread-mode children
-    (not the main thread).  A fork-mode clone that only a raw clone can express warns in a
-    process with other threads (see docs/fork-mode.md).
-    """
+def _clone_full(fn: Callable[..., Any], flags: int = SIGCHLD,
+                stack_size: Optional[int] = None, *, args: Sequence[Any] = (),
+                kwargs: Optional[Mapping[str, Any]] = None) -> int:
+    """:func:`pyclone.clone`'s whole path: the C core's ``clone`` (which holds
+    the docstring) calls it for every request but the plain ones recorded in
+    _plain_requests."""
     if not callable(fn):
         _rules.check_callable(fn)
-    # A flags word seen before, by its checked verdict, without a call (the
-    # hot path); anything else, and CLONE_PARENT's uncacheable check, there.
-    verdict = _clone_verdicts.get(flags) if type(flags) in _verdict_types else None
-    if verdict is None or verdict[0] & _CLONE_PARENT:
-        verdict = _rules.check_clone_flags(flags)
-    bits, exit_signal, mode = verdict
-    if exit_signal != _SIGCHLD and exit_signal:
+    bits, exit_signal, mode = _rules.check_clone_flags(flags)
+    if exit_signal != SIGCHLD and exit_signal:
         _rules.check_exit_signal_handled(exit_signal, bits)
-    # A plain request: a fork without namespaces, with SIGCHLD, that needs no
-    # threads warning (fork_method's first case); a CLONE_VM mode not to warn about.
-    if stack_size is None and kwargs is None and type(args) is tuple and (
-            exit_signal == _SIGCHLD and not bits & ~_UNSHAREABLE
-            and not (_WARNS_LIKE_OS_FORK and not _single_threaded())
-            if mode == "fork" else not _UNTESTED_INTERNALS):
-        # The hot path: what launch() and _start_*() do for this request, in
-        # the same order, without their frames (in fork mode each object they
-        # would touch is one more copy-on-write fault per fork).
-        _audit("pyclone.clone", bits | exit_signal, mode)
-        try:
-            if mode == "fork":
-                _flush_std_streams()    # never duplicate buffered output
-                # Nothing of ours left to release once the child is forked:
-                # each object it would write is a copy-on-write fault.
-                del verdict, mode, flags, stack_size, kwargs
-                pid: int = _clone_fork(fn, args, None, bits, exit_signal, _FORK_LIBC, bits)
-            elif mode == "thread":
-                pid = _clone_thread(fn, args, None, bits, exit_signal, _DEFAULT_MAP)
-            else:
-                if _claim_guard():
-                    _per_thread.guard = _SpareGuard()
-                pid = _clone_borrowed(fn, args, None, bits, exit_signal, _DEFAULT_CARVE,
-                                      _DEFAULT_MAP)
-            return pid
-        except OSError as exc:
-            _raise_refused(exc, bits, None)
     size = None if stack_size is None else _rules.check_stack_size(stack_size, mode)
     if type(args) is not tuple or kwargs is not None:
         args, kwargs = _rules.check_call_args(args, kwargs)
-    pid = launch(fn, args, kwargs, bits, exit_signal, mode, size)
+    pid: int = launch(fn, args, kwargs, bits, exit_signal, mode, size)
+    _record_plain(bits, exit_signal, mode)
     return pid
 
 
-_SIGCHLD = SIGCHLD
-_CLONE_PARENT = F.CLONE_PARENT
-_verdict_types = _rules._verdict_types
-_clone_verdicts = _rules._clone_verdicts
-_audit = sys.audit
-_flush_std_streams = _exit.flush_std_streams
-_clone_fork = _clone.clone_fork
-_single_threaded = _clone.process_single_threaded
+# Its errors about the call itself name clone(), as the caller wrote it.
+_clone_full.__name__ = _clone_full.__qualname__ = "clone"
+_clone_full.__code__ = _clone_full.__code__.replace(co_name="clone")
+
+#: flags word -> how the C core's clone() starts a plain request with it
+#: (fn, and at most an args tuple): (START_*, audit flags, mode, the start
+#: entry point's arguments after (fn, args, kwargs)).
+_plain_requests: Dict[int, Tuple[int, int, str, Tuple[int, ...]]] = {}
+
+
+def _record_plain(bits: int, exit_signal: int, mode: str) -> None:
+    """Record, once its request has been checked and has started, what a
+    plain request with this flags word needs: what launch() and _start_*()
+    do for it, in the same order, decided here, done in C without a frame
+    (in fork mode each object a frame touches is one more copy-on-write
+    fault per fork)."""
+    if bits & F.CLONE_PARENT:
+        return              # its check depends on the moment
+    tail: Tuple[int, ...]
+    if mode == "fork":
+        if exit_signal != SIGCHLD or bits & ~_UNSHAREABLE:
+            return          # fork_method's other cases
+        # With threads, os.fork (3.12+) warns: the full path does as it does.
+        start = _clone.START_FORK_IF_SINGLE if _WARNS_LIKE_OS_FORK else _clone.START_FORK
+        tail = (bits, exit_signal, _FORK_LIBC, bits)
+    elif exit_signal not in (0, SIGCHLD) or _UNTESTED_INTERNALS:
+        return              # a handler check at each call; a warning to give
+    elif mode == "borrowed":
+        start, tail = _clone.START_BORROWED, (bits, exit_signal, _DEFAULT_CARVE, _DEFAULT_MAP)
+    else:
+        start, tail = _clone.START_THREAD, (bits, exit_signal, _DEFAULT_MAP)
+    _plain_requests[bits | exit_signal] = (start, bits | exit_signal, mode, tail)
+
+
+def _give_guard() -> None:
+    """The C core's clone() calls this when a thread claims its guard."""
+    _per_thread.guard = _SpareGuard()
+
+
+_clone.set_clone_paths(_clone_full, _plain_requests, _rules._verdict_types, _raise_refused,
+                       _give_guard)
+clone = _clone.clone
 
 
 def _check_wait_args(pid: Any, options: Any) -> Tuple[int, int]:

@@ -189,7 +189,7 @@ _clone3_verdicts: dict[int, str] = {}
 #: flags word is commonly written with (signal.SIGCHLD, CloneFlags) once
 #: one has passed the checks.  Not any type: a float equal to a remembered
 #: word (17.0) is still no flags word.
-_verdict_types = {int}
+_verdict_types: set[type] = {int}
 
 
 def check_clone_flags(flags: Any) -> Tuple[int, int, str]:

@@ -19,6 +19,10 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+/* A macro's value as a string literal (SIGCHLD in clone()'s signature). */
+#define PYCLONE_STR_(x) #x
+#define PYCLONE_STR(x) PYCLONE_STR_(x)
+
 /* Child-side functions stay out of line, so a backtrace shows the child. */
 #define PYCLONE_NOINLINE __attribute__((noinline))
 #define PYCLONE_NORETURN __attribute__((noreturn))
@@ -76,6 +80,26 @@ compat_is_finalizing(void)
     return Py_IsFinalizing();
 #else
     return _Py_IsFinalizing();
+#endif
+}
+
+/* The exception being raised, normalised and with its traceback attached
+ * (a new reference), clearing the error indicator. */
+static inline PyObject *
+compat_take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value != NULL && tb != NULL) {
+        (void)PyException_SetTraceback(value, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
 #endif
 }
 

@@ -84,26 +84,6 @@ child_reset_handlers(void)
     }
 }
 
-/* The exception being raised, normalised and with its traceback attached
- * (a new reference), clearing the error indicator. */
-static PyObject *
-child_take_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (value != NULL && tb != NULL) {
-        (void)PyException_SetTraceback(value, tb);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return value;
-#endif
-}
-
 /* Made at the main interpreter's import, kept for good: no allocation per
  * flush (PySys_GetObject makes a str of the name each time), so no more
  * pages written.  (Clones are refused in other interpreters; there a flush
@@ -227,7 +207,7 @@ child_call_target(const struct call_plan *call)
         Py_DECREF(res);
     }
     else {
-        PyObject *exc = child_take_exception();
+        PyObject *exc = compat_take_exception();
         status = PyObject_CallFunctionObjArgs(rule_on_exception,
                                               exc ? exc : Py_None, NULL);
         Py_XDECREF(exc);
