@@ -81,14 +81,26 @@ def test_no_growth(fn, flags, stack, n, capfd):
             break
         time.sleep(0.01)
     churn(n, fn, flags, stack)                # warm up caches, freelists, arenas
-    fds, maps, tasks, rss, blocks = snapshot()
-    churn(n, fn, flags, stack)
-    fds2, maps2, tasks2, rss2, blocks2 = snapshot()
-    capfd.readouterr()
+    # A leak grows the counts in every round; a cache filled once, or another
+    # thread of this process mid-work at a snapshot, in one.  So up to three
+    # rounds, the first within bounds passes.  (In the suite, 1 run in about
+    # 40 saw 192 blocks in one round of borrowed-exception; never alone.)
+    rounds = []
+    for _ in range(3):
+        before = snapshot()
+        churn(n, fn, flags, stack)
+        after = snapshot()
+        capfd.readouterr()
+        fds, maps, tasks, rss, blocks = before
+        fds2, maps2, tasks2, rss2, blocks2 = after
+        rounds.append(f"blocks +{blocks2 - blocks}, RSS +{rss2 - rss} KiB")
+        # Live allocations are exact where RSS is not (freed memory is
+        # reused): a leak of one object per clone shows as n blocks.
+        if (fds2, maps2, tasks2) == (fds, maps, tasks) and blocks2 - blocks < n // 20 + 16 \
+                and rss2 - rss < 512:
+            break
     assert fds2 == fds
     assert maps2 == maps
     assert tasks2 == tasks
-    # Live allocations are exact where RSS is not (freed memory is reused):
-    # a leak of one object per clone shows as n blocks.
-    assert blocks2 - blocks < n // 20 + 16, f"{blocks2 - blocks} blocks leaked over {n} clones"
-    assert rss2 - rss < 512, f"RSS grew by {rss2 - rss} KiB over {n} clones"
+    assert blocks2 - blocks < n // 20 + 16, f"blocks leaked over {n} clones: {rounds}"
+    assert rss2 - rss < 512, f"RSS grew over {n} clones: {rounds}"
