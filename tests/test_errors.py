@@ -89,12 +89,9 @@ def test_a_plain_request_checked_before_starts_without_a_python_frame():
     """)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    for line, (flags, mode) in zip(lines, [(17, "fork"), (0x4100 | 17, "borrowed"),
-                                           (0x100 | 17, "thread")]):
-        assert line == f"{flags} True [] True"
-    assert lines[3] == repr([(flags, mode) for flags, mode in
-                             [(17, "fork"), (0x4100 | 17, "borrowed"), (0x100 | 17, "thread")]
-                             for _ in range(3)])
+    requests = [(17, "fork"), (0x4100 | 17, "borrowed"), (0x100 | 17, "thread")]
+    assert lines[:3] == [f"{flags} True [] True" for flags, _ in requests]
+    assert lines[3] == repr([request for request in requests for _ in range(3)])
 
 
 def test_negative_flags(no_syscall):

@@ -33,7 +33,9 @@ int sem_eventfd_hint_new(void);
  * sleep on (sem.c). */
 int sem_eventfd_waiter_new(int fd, int hint);
 int sem_eventfd_acquire(const struct sem_eventfd *s, double timeout);
-int sem_eventfd_release(const struct sem_eventfd *s, uint64_t n);
+/* Releases are called with the GIL; with drop_gil (a waiter of this memory
+ * may be asleep) they drop it around a system call that may wake one. */
+int sem_eventfd_release(const struct sem_eventfd *s, uint64_t n, int drop_gil);
 /* Moves a user count into the eventfd for good (fileno() needs it there). */
 int sem_eventfd_share(const struct sem_eventfd *s);
 /* The count into the eventfd, then the eventfd non-blocking for good, so
@@ -44,7 +46,7 @@ int64_t sem_eventfd_user_value(const struct sem_eventfd *s);
 
 int sem_sysv_new(int value);
 int sem_sysv_acquire(int id, double timeout);
-int sem_sysv_release(int id, int n);
+int sem_sysv_release(int id, int n, int drop_gil);
 int sem_sysv_remove(int id);
 int sem_sysv_value(int id);
 

@@ -38,6 +38,7 @@ typedef struct {
     Py_buffer page;         /* the shared page, held while we live (.obj: NULL if none):
                              * it cannot be unmapped under a task asleep on it */
     char closed;            /* Python's _closed */
+    int acquiring;          /* acquires under way in tasks of this memory (GIL held) */
 } SemCore;
 
 /* The slow methods' names, interned once by the main interpreter's import
@@ -72,15 +73,24 @@ call_slow(PyObject *self, PyObject *name, const char *cname, PyObject *const *ar
 static int
 take(SemCore *self, double timeout)
 {
-    return self->robust ? sem_sysv_acquire(self->id, timeout)
-                        : sem_eventfd_acquire(&self->ev, timeout);
+    /* Counted while it runs, under the GIL: only a wait releases the GIL,
+     * so other tasks of this memory see the count only while we may sleep. */
+    self->acquiring++;
+    int r = self->robust ? sem_sysv_acquire(self->id, timeout)
+                         : sem_eventfd_acquire(&self->ev, timeout);
+    self->acquiring--;
+    return r;
 }
 
 static int
 give(SemCore *self, unsigned long long n)
 {
-    return self->robust ? sem_sysv_release(self->id, (int)n)
-                        : sem_eventfd_release(&self->ev, (uint64_t)n);
+    /* A waiter that shares this object shares our GIL: wake it without
+     * holding the GIL (sem.c).  A fork child's copy of the count, or a
+     * waiter killed asleep, only costs a needless release of the GIL. */
+    int drop_gil = self->acquiring > 0;
+    return self->robust ? sem_sysv_release(self->id, (int)n, drop_gil)
+                        : sem_eventfd_release(&self->ev, (uint64_t)n, drop_gil);
 }
 
 static PyObject *
