@@ -81,3 +81,44 @@ def test_exception_from_a_signal_handler_interrupts_the_wait():
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
     assert P.waitpid(pid)[0] == pid
+
+
+# After a borrowed clone returns, its child has let go of our memory but is
+# usually still exiting: waitpid() then waits at once instead of first
+# looking (which would find nothing and cost a system call).  The hint must
+# not change what waitpid returns.
+
+def test_wnohang_still_looks_right_after_a_borrowed_clone():
+    pid = P.clone(lambda: 5, BORROWED)
+    # Until the child is a zombie, without reaping it.
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    got, status = P.waitpid(pid, P.WALL | os.WNOHANG)
+    assert got == pid and os.waitstatus_to_exitcode(status) == 5
+
+
+def test_a_borrowed_child_reaped_elsewhere_leaves_no_stale_hint():
+    pid = P.clone(lambda: 6, BORROWED)
+    assert os.waitpid(pid, 0)[0] == pid        # the hint is never used
+    with pytest.raises(ChildProcessError):
+        P.waitpid(pid)
+    other = P.clone(lambda: 7)                  # fork mode: looks again
+    got, status = P.waitpid(other)
+    assert got == other and os.waitstatus_to_exitcode(status) == 7
+
+
+def test_a_borrowed_child_that_execs_is_waited_for():
+    r, w = os.pipe()
+
+    def run_sh():
+        os.dup2(r, 0)           # our own fd table: CLONE_FILES is not set
+        os.execv("/bin/sh", ["sh", "-c", "read line; exit 9"])
+
+    try:
+        pid = P.clone(run_sh, BORROWED)
+        assert P.waitpid(pid, P.WALL | os.WNOHANG) == (0, 0)   # it waits on the pipe
+        os.write(w, b"go\n")
+        got, status = P.waitpid(pid)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert got == pid and os.waitstatus_to_exitcode(status) == 9

@@ -416,6 +416,12 @@ clone_fork(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* ---- borrowed mode ---------------------------------------------------- */
 
+/* The last child this thread's borrowed clone returned: it has released our
+ * memory (by _exit, a signal or exec) but is usually not a zombie yet - the
+ * kernel wakes us before it has finished exiting - so waitpid() skips its
+ * first look for it, which would fail and cost a system call. */
+static __thread pid_t vfork_child_released;
+
 static PyObject *
 clone_borrowed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -494,6 +500,7 @@ clone_borrowed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (pid < 0) {
         return raise_errno(saved_errno, extras.given ? "clone3" : "clone");
     }
+    vfork_child_released = pid;
     return clone_result(pid, &extras);
 #else
     return refuse_vm_modes();
@@ -1019,10 +1026,15 @@ wait_impl(int pid, unsigned int options, int with_rusage)
     /* A look first, with the GIL, as threading's join does: a child that
      * has ended is reaped without a GIL hand-off.  With many tasks waiting
      * for the GIL, each hand-off puts this thread at the back of them all.
-     * (Not for a thread-mode child known to run: it needs the GIL to end.) */
+     * (Not for a thread-mode child known to run: it needs the GIL to end,
+     * nor for the borrowed child just returned: it is still exiting.) */
     pid_t r = 0;
 #if PYCLONE_HAVE_VM_MODES
     int look = options & WNOHANG || pid <= 0 || host_none() || !host_child_running(pid);
+    if (pid > 0 && pid == vfork_child_released) {
+        vfork_child_released = 0;           /* a hint for one wait */
+        look = (options & WNOHANG) != 0;
+    }
 #else
     int look = 1;
 #endif
