@@ -3,8 +3,11 @@ against their references, as ratios measured in one run.
 
 Timing: for each pair (method, reference) the two run in interleaved rounds
 (A, B, A, B, ...), each round a batch of children; the table gives the median
-per-child time of each and their ratio.  The C baseline is the module
-pyclone._baseline, built with pyclone from benchmarks/baseline.c.
+per-child time of each and the median of the rounds' ratios.  Each round's
+ratio compares two batches run back to back, so a machine whose speed drifts
+during the run (a virtual one can move by a factor of two) moves both alike;
+the ratio of the two medians is kept in the JSON too.  The C baseline is the
+module pyclone._baseline, built with pyclone from benchmarks/baseline.c.
 """
 from __future__ import annotations
 
@@ -173,16 +176,26 @@ def run_pingpong(quick: bool = False) -> List[Dict[str, Any]]:
         for _ in range(rounds):
             a.append(pingpong(name, mode, trips))
             b.append(pingpong(ref, mode, trips))
-        ma, mb = statistics.median(a), statistics.median(b)
-        results.append({"rss_extra_mib": 0, "method": f"ping-pong {name} ({mode})",
-                        "reference": ref, "method_us": round(ma * 1e6, 3),
-                        "reference_us": round(mb * 1e6, 3), "ratio": round(ma / mb, 3)})
+        results.append(_result(0, f"ping-pong {name} ({mode})", ref, a, b))
     return results
 
 
+def _result(size_mib: int, name: str, ref: str, ta: Sequence[float],
+            tb: Sequence[float]) -> Dict[str, Any]:
+    """One line of the report from the two series of per-round times."""
+    ma, mb = statistics.median(ta), statistics.median(tb)
+    ratios = [x / y for x, y in zip(ta, tb)]
+    return {"rss_extra_mib": size_mib, "method": name, "reference": ref,
+            "method_us": round(ma * 1e6, 3), "reference_us": round(mb * 1e6, 3),
+            "ratio": round(statistics.median(ratios), 3),
+            "ratio_of_medians": round(ma / mb, 3),
+            "round_ratios": [round(r, 4) for r in ratios]}
+
+
 def interleaved(a: Callable[[], object], b: Callable[[], object], rounds: int,
-                batch: int) -> Tuple[float, float]:
-    """Median seconds per call of a and b, run in alternating batches."""
+                batch: int) -> Tuple[List[float], List[float]]:
+    """Seconds per call of a and of b in each round, run in alternating
+    batches (a's batch, then b's, in every round)."""
     ta: List[float] = []
     tb: List[float] = []
     for _ in range(rounds):
@@ -191,7 +204,7 @@ def interleaved(a: Callable[[], object], b: Callable[[], object], rounds: int,
             for _ in range(batch):
                 fn()
             sink.append((time.perf_counter() - t0) / batch)
-    return statistics.median(ta), statistics.median(tb)
+    return ta, tb
 
 
 def ballast(size: int) -> bytes:
@@ -213,10 +226,8 @@ def run(quick: bool = False, pairs: Optional[Sequence[Tuple[str, str]]] = None,
                 continue
             # Warm up both (imports, caches, page tables of the ballast).
             interleaved(table[name], table[ref], 1, 5)
-            a, b = interleaved(table[name], table[ref], rounds, batch)
-            results.append({"rss_extra_mib": size // MiB, "method": name, "reference": ref,
-                            "method_us": round(a * 1e6, 3), "reference_us": round(b * 1e6, 3),
-                            "ratio": round(a / b, 3)})
+            ta, tb = interleaved(table[name], table[ref], rounds, batch)
+            results.append(_result(size // MiB, name, ref, ta, tb))
         del extra
     return {"machine": {"python": platform.python_version(), "kernel": platform.release(),
                         "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
@@ -228,7 +239,7 @@ def print_table(report: Report) -> None:
     m = report["machine"]
     print(f"pyclone bench: CPython {m['python']}, Linux {m['kernel']}, {m['cpus']} CPUs, "
           f"{m['date']}; medians of interleaved rounds, microseconds per child "
-          "(ping-pong: per round trip)\n")
+          "(ping-pong: per round trip); ratio: the median of the rounds' ratios\n")
     print(f"{'RSS+':>6}  {'method':<40}{'us':>9}   {'reference':<30}{'us':>9}  {'ratio':>6}")
     for r in report["results"]:
         print(f"{r['rss_extra_mib']:>5}M  {r['method']:<40}{r['method_us']:>9.1f}   "
