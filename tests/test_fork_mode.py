@@ -1,5 +1,6 @@
 """Fork mode: no CLONE_VM; the child runs in a copy of the interpreter."""
 import ctypes
+import io
 import os
 import signal
 import socket
@@ -372,3 +373,42 @@ def test_newuser_without_maps_sees_the_overflow_uid():
     with open("/proc/sys/kernel/overflowuid") as f:
         overflow = f.read().strip()
     assert _pipe_result(os.getuid, P.CLONE_NEWUSER) == overflow
+
+
+# The closing flush calls an io.TextIOWrapper's flush method directly (it
+# writes fewer pages); it must still be what stream.flush() would call.
+
+def test_closing_flush_of_a_text_stream_writes_its_pending_text(monkeypatch):
+    r, w = os.pipe()
+    stream = io.TextIOWrapper(io.FileIO(w, "w", closefd=False), write_through=False)
+    assert type(stream) is io.TextIOWrapper
+    monkeypatch.setattr(sys, "stdout", stream)
+    try:
+        assert reap(P.clone(lambda: print("from the child", end="") or 0)) == 0
+        os.close(w)
+        w = -1
+        assert os.read(r, 100) == b"from the child"
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
+def test_closing_flush_finds_a_flush_set_on_the_stream_itself(monkeypatch):
+    r, w = os.pipe()
+    stream = io.TextIOWrapper(io.BytesIO())
+    monkeypatch.setattr(sys, "stdout", stream)
+
+    def child():
+        stream.flush = lambda: os.write(w, b"own flush")   # in the instance's __dict__
+        return 0
+
+    try:
+        assert reap(P.clone(child)) == 0
+        os.close(w)
+        w = -1
+        assert os.read(r, 100) == b"own flush"
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
