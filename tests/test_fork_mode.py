@@ -378,37 +378,34 @@ def test_newuser_without_maps_sees_the_overflow_uid():
 # The closing flush calls an io.TextIOWrapper's flush method directly (it
 # writes fewer pages); it must still be what stream.flush() would call.
 
-def test_closing_flush_of_a_text_stream_writes_its_pending_text(monkeypatch):
+def _written_by_child(make_child):
+    """What a fork-mode child wrote to a pipe, read once it is reaped;
+    make_child(write_fd) gives its callable."""
     r, w = os.pipe()
-    stream = io.TextIOWrapper(io.FileIO(w, "w", closefd=False), write_through=False)
-    assert type(stream) is io.TextIOWrapper
-    monkeypatch.setattr(sys, "stdout", stream)
     try:
-        assert reap(P.clone(lambda: print("from the child", end="") or 0)) == 0
-        os.close(w)
-        w = -1
-        assert os.read(r, 100) == b"from the child"
+        assert reap(P.clone(make_child(w))) == 0
     finally:
-        os.close(r)
-        if w >= 0:
-            os.close(w)
+        os.close(w)
+    with os.fdopen(r, "rb") as f:
+        return f.read()
+
+
+def test_closing_flush_of_a_text_stream_writes_its_pending_text(monkeypatch):
+    def make_child(w):
+        stream = io.TextIOWrapper(io.FileIO(w, "w", closefd=False), write_through=False)
+        assert type(stream) is io.TextIOWrapper
+        monkeypatch.setattr(sys, "stdout", stream)
+        return lambda: print("from the child", end="") or 0
+    assert _written_by_child(make_child) == b"from the child"
 
 
 def test_closing_flush_finds_a_flush_set_on_the_stream_itself(monkeypatch):
-    r, w = os.pipe()
-    stream = io.TextIOWrapper(io.BytesIO())
-    monkeypatch.setattr(sys, "stdout", stream)
+    def make_child(w):
+        stream = io.TextIOWrapper(io.BytesIO())
+        monkeypatch.setattr(sys, "stdout", stream)
 
-    def child():
-        stream.flush = lambda: os.write(w, b"own flush")   # in the instance's __dict__
-        return 0
-
-    try:
-        assert reap(P.clone(child)) == 0
-        os.close(w)
-        w = -1
-        assert os.read(r, 100) == b"own flush"
-    finally:
-        os.close(r)
-        if w >= 0:
-            os.close(w)
+        def child():
+            stream.flush = lambda: os.write(w, b"own flush")   # in the instance's __dict__
+            return 0
+        return child
+    assert _written_by_child(make_child) == b"own flush"
